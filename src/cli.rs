@@ -1,0 +1,253 @@
+//! Command line: `counterd [OPTIONS] [PORT]`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::reactor::Overload;
+
+pub const USAGE: &str = "\
+counterd — named counters over HTTP/1.x, served by one thread on a mio reactor
+
+Usage: counterd [OPTIONS] [PORT]
+
+Arguments:
+  [PORT]  port to listen on; 0 picks a free one [default: 8000]
+
+Options:
+      --bind ADDR              address to listen on, IPv4 or IPv6 [default: 127.0.0.1]
+      --max-conns N            cap on open client connections [default: 10000]
+      --overload queue|reject  at the cap: leave new clients in the listen backlog (queue)
+                               or answer them 503 (reject) [default: queue]
+      --rate R                 per-client-IP limit, requests per second (429 past it) [default: off]
+      --burst B                requests a client may make back to back [default: max(1, ceil(R))]
+      --idle-timeout SECS      close connections idle (or not reading) this long [default: 60]
+      --header-timeout SECS    a request must arrive within this from its first byte (408)
+                               [default: 10]
+      --max-header-bytes N     largest request head (431 past it) [default: 8192]
+      --max-counters N         most counters the store holds (507 past it) [default: 1000000]
+      --work-us N              teaching device: block N µs in every request, to show what
+                               blocking does to a single-threaded loop [default: 0]
+  -v, --verbose                log every request (same as RUST_LOG=debug)
+  -h, --help                   print this help
+  -V, --version                print the version
+
+Logs go to stderr; RUST_LOG=trace logs every readiness event. The only line on stdout is
+`listening on http://ADDR:PORT`, once the socket is bound.
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub port: u16,
+    pub bind: IpAddr,
+    pub max_conns: usize,
+    pub overload: Overload,
+    pub rate: Option<f64>,
+    pub burst: Option<f64>,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_counters: usize,
+    pub work: Duration,
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: 8000,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_conns: 10_000,
+            overload: Overload::Queue,
+            rate: None,
+            burst: None,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 8192,
+            max_counters: 1_000_000,
+            work: Duration::ZERO,
+            verbose: false,
+        }
+    }
+}
+
+impl Options {
+    /// The bucket size: `--burst`, or enough for one second at the rate.
+    pub fn burst(&self) -> Option<f64> {
+        self.rate.map(|r| self.burst.unwrap_or(r.ceil().max(1.0)))
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Options),
+    Help,
+    Version,
+}
+
+#[derive(Debug)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for Error {
+    fn from(e: lexopt::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+    use lexopt::prelude::*;
+    let mut o = Options::default();
+    let mut port_seen = false;
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('v') | Long("verbose") => o.verbose = true,
+            Long("bind") => o.bind = value(&mut p, "--bind", "an IPv4 or IPv6 address", |s| s.parse().ok())?,
+            Long("max-conns") => o.max_conns = value(&mut p, "--max-conns", "a whole number of at least 1", at_least(1))?,
+            Long("overload") => {
+                o.overload = value(&mut p, "--overload", "`queue` or `reject`", |s| match s {
+                    "queue" => Some(Overload::Queue),
+                    "reject" => Some(Overload::Reject),
+                    _ => None,
+                })?
+            }
+            Long("rate") => {
+                o.rate = Some(value(&mut p, "--rate", "a number of requests per second above 0", |s| {
+                    s.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0)
+                })?)
+            }
+            Long("burst") => {
+                o.burst = Some(value(&mut p, "--burst", "a number of at least 1", |s| {
+                    s.parse::<f64>().ok().filter(|b| b.is_finite() && *b >= 1.0)
+                })?)
+            }
+            Long("idle-timeout") => o.idle_timeout = value(&mut p, "--idle-timeout", "seconds above 0", secs)?,
+            Long("header-timeout") => o.header_timeout = value(&mut p, "--header-timeout", "seconds above 0", secs)?,
+            Long("max-header-bytes") => {
+                o.max_header_bytes = value(&mut p, "--max-header-bytes", "a whole number of at least 64", at_least(64))?
+            }
+            Long("max-counters") => o.max_counters = value(&mut p, "--max-counters", "a whole number", at_least(0))?,
+            Long("work-us") => {
+                o.work = value(&mut p, "--work-us", "a whole number of microseconds", |s| {
+                    s.parse::<u64>().ok().filter(|n| *n <= 10_000_000).map(Duration::from_micros)
+                })?
+            }
+            Value(v) if !port_seen => {
+                port_seen = true;
+                let v = v.string()?;
+                o.port = v
+                    .parse()
+                    .map_err(|_| Error(format!("invalid port '{v}': want a number from 0 to 65535")))?;
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if o.burst.is_some() && o.rate.is_none() {
+        return Err(Error("--burst needs --rate".into()));
+    }
+    Ok(Command::Run(o))
+}
+
+fn value<T>(
+    p: &mut lexopt::Parser,
+    flag: &str,
+    want: &str,
+    conv: impl Fn(&str) -> Option<T>,
+) -> Result<T, Error> {
+    let raw = p.value()?;
+    let s = raw.to_string_lossy();
+    conv(&s).ok_or_else(|| Error(format!("invalid value '{s}' for {flag}: want {want}")))
+}
+
+fn at_least(min: usize) -> impl Fn(&str) -> Option<usize> {
+    move |s| s.parse::<usize>().ok().filter(|n| *n >= min)
+}
+
+fn secs(s: &str) -> Option<Duration> {
+    let v = s.parse::<f64>().ok().filter(|v| *v > 0.0)?;
+    Duration::try_from_secs_f64(v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(OsString::from)) {
+            Ok(Command::Run(o)) => Ok(o),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o, Options::default());
+        assert_eq!(o.port, 8000);
+        assert_eq!(o.burst(), None);
+    }
+
+    #[test]
+    fn everything() {
+        let o = run(&[
+            "9000", "--bind", "::1", "--max-conns", "10", "--overload", "reject", "--rate", "2.5",
+            "--idle-timeout", "0.5", "--header-timeout=2", "--max-header-bytes", "1024",
+            "--max-counters", "5", "--work-us", "1000", "-v",
+        ])
+        .unwrap();
+        assert_eq!(o.port, 9000);
+        assert_eq!(o.bind, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(o.max_conns, 10);
+        assert_eq!(o.overload, Overload::Reject);
+        assert_eq!(o.burst(), Some(3.0));
+        assert_eq!(o.idle_timeout, Duration::from_millis(500));
+        assert_eq!(o.header_timeout, Duration::from_secs(2));
+        assert_eq!((o.max_header_bytes, o.max_counters), (1024, 5));
+        assert_eq!(o.work, Duration::from_millis(1));
+        assert!(o.verbose);
+        assert_eq!(run(&["--rate", "20", "--burst", "1"]).unwrap().burst(), Some(1.0));
+        assert_eq!(run(&["0"]).unwrap().port, 0);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for args in [
+            &["70000"][..],
+            &["abc"],
+            &["1", "2"],
+            &["--bind", "localhost"],
+            &["--max-conns", "0"],
+            &["--max-conns", "-1"],
+            &["--overload", "drop"],
+            &["--rate", "0"],
+            &["--rate", "nan"],
+            &["--rate", "1", "--burst", "0.5"],
+            &["--burst", "3"],
+            &["--idle-timeout", "0"],
+            &["--header-timeout", "-1"],
+            &["--max-header-bytes", "10"],
+            &["--nope"],
+            &["--bind"],
+        ] {
+            assert!(run(args).is_err(), "{args:?} should be refused");
+        }
+        assert!(run(&["--max-conns", "x"]).unwrap_err().contains("--max-conns"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(["--help".into()]).unwrap(), Command::Help);
+        assert_eq!(parse(["-h".into()]).unwrap(), Command::Help);
+        assert_eq!(parse(["-V".into()]).unwrap(), Command::Version);
+    }
+}
