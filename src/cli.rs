@@ -111,8 +111,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('v') | Long("verbose") => o.verbose = true,
-            Long("bind") => o.bind = value(&mut p, "--bind", "an IPv4 or IPv6 address", |s| s.parse().ok())?,
-            Long("max-conns") => o.max_conns = value(&mut p, "--max-conns", "a whole number of at least 1", at_least(1))?,
+            Long("bind") => {
+                o.bind = value(&mut p, "--bind", "an IPv4 or IPv6 address", |s| {
+                    s.parse().ok()
+                })?
+            }
+            Long("max-conns") => {
+                o.max_conns = value(
+                    &mut p,
+                    "--max-conns",
+                    "a whole number of at least 1",
+                    at_least(1),
+                )?
+            }
             Long("overload") => {
                 o.overload = value(&mut p, "--overload", "`queue` or `reject`", |s| match s {
                     "queue" => Some(Overload::Queue),
@@ -121,32 +132,49 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                 })?
             }
             Long("rate") => {
-                o.rate = Some(value(&mut p, "--rate", "a number of requests per second above 0", |s| {
-                    s.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0)
-                })?)
+                o.rate = Some(value(
+                    &mut p,
+                    "--rate",
+                    "a number of requests per second above 0",
+                    |s| s.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0),
+                )?)
             }
             Long("burst") => {
                 o.burst = Some(value(&mut p, "--burst", "a number of at least 1", |s| {
                     s.parse::<f64>().ok().filter(|b| b.is_finite() && *b >= 1.0)
                 })?)
             }
-            Long("idle-timeout") => o.idle_timeout = value(&mut p, "--idle-timeout", "seconds above 0", secs)?,
-            Long("header-timeout") => o.header_timeout = value(&mut p, "--header-timeout", "seconds above 0", secs)?,
-            Long("max-header-bytes") => {
-                o.max_header_bytes = value(&mut p, "--max-header-bytes", "a whole number of at least 64", at_least(64))?
+            Long("idle-timeout") => {
+                o.idle_timeout = value(&mut p, "--idle-timeout", "seconds above 0", secs)?
             }
-            Long("max-counters") => o.max_counters = value(&mut p, "--max-counters", "a whole number", at_least(0))?,
+            Long("header-timeout") => {
+                o.header_timeout = value(&mut p, "--header-timeout", "seconds above 0", secs)?
+            }
+            Long("max-header-bytes") => {
+                o.max_header_bytes = value(
+                    &mut p,
+                    "--max-header-bytes",
+                    "a whole number of at least 64",
+                    at_least(64),
+                )?
+            }
+            Long("max-counters") => {
+                o.max_counters = value(&mut p, "--max-counters", "a whole number", at_least(0))?
+            }
             Long("work-us") => {
                 o.work = value(&mut p, "--work-us", "a whole number of microseconds", |s| {
-                    s.parse::<u64>().ok().filter(|n| *n <= 10_000_000).map(Duration::from_micros)
+                    s.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n <= 10_000_000)
+                        .map(Duration::from_micros)
                 })?
             }
             Value(v) if !port_seen => {
                 port_seen = true;
                 let v = v.string()?;
-                o.port = v
-                    .parse()
-                    .map_err(|_| Error(format!("invalid port '{v}': want a number from 0 to 65535")))?;
+                o.port = v.parse().map_err(|_| {
+                    Error(format!("invalid port '{v}': want a number from 0 to 65535"))
+                })?;
             }
             _ => return Err(arg.unexpected().into()),
         }
@@ -200,9 +228,25 @@ mod tests {
     #[test]
     fn everything() {
         let o = run(&[
-            "9000", "--bind", "::1", "--max-conns", "10", "--overload", "reject", "--rate", "2.5",
-            "--idle-timeout", "0.5", "--header-timeout=2", "--max-header-bytes", "1024",
-            "--max-counters", "5", "--work-us", "1000", "-v",
+            "9000",
+            "--bind",
+            "::1",
+            "--max-conns",
+            "10",
+            "--overload",
+            "reject",
+            "--rate",
+            "2.5",
+            "--idle-timeout",
+            "0.5",
+            "--header-timeout=2",
+            "--max-header-bytes",
+            "1024",
+            "--max-counters",
+            "5",
+            "--work-us",
+            "1000",
+            "-v",
         ])
         .unwrap();
         assert_eq!(o.port, 9000);
@@ -215,7 +259,10 @@ mod tests {
         assert_eq!((o.max_header_bytes, o.max_counters), (1024, 5));
         assert_eq!(o.work, Duration::from_millis(1));
         assert!(o.verbose);
-        assert_eq!(run(&["--rate", "20", "--burst", "1"]).unwrap().burst(), Some(1.0));
+        assert_eq!(
+            run(&["--rate", "20", "--burst", "1"]).unwrap().burst(),
+            Some(1.0)
+        );
         assert_eq!(run(&["0"]).unwrap().port, 0);
     }
 
@@ -241,7 +288,11 @@ mod tests {
         ] {
             assert!(run(args).is_err(), "{args:?} should be refused");
         }
-        assert!(run(&["--max-conns", "x"]).unwrap_err().contains("--max-conns"));
+        assert!(
+            run(&["--max-conns", "x"])
+                .unwrap_err()
+                .contains("--max-conns")
+        );
     }
 
     #[test]

@@ -105,7 +105,12 @@ impl Conn {
         let mut conn = Conn::new(peer, now);
         router.metrics.connections_rejected += 1;
         let retry = Some(("Retry-After", &b"1"[..]));
-        router.refuse(&mut conn.out, 503, retry, "server at its connection limit, retry later");
+        router.refuse(
+            &mut conn.out,
+            503,
+            retry,
+            "server at its connection limit, retry later",
+        );
         conn.state = State::Closing { linger: true };
         conn
     }
@@ -150,7 +155,11 @@ impl Conn {
 
     /// The answers still to be written.
     pub fn output(&self) -> &[u8] {
-        if self.state == State::Done { &[] } else { &self.out }
+        if self.state == State::Done {
+            &[]
+        } else {
+            &self.out
+        }
     }
 
     /// `n` bytes of [`Conn::output`] reached the socket. Once everything is out, requests
@@ -180,7 +189,9 @@ impl Conn {
 
     /// The reactor has shut down our sending side after [`Next::Shutdown`].
     pub fn linger(&mut self, now: Instant) {
-        self.state = State::Lingering { until: now + LINGER };
+        self.state = State::Lingering {
+            until: now + LINGER,
+        };
     }
 
     /// Graceful server shutdown: finish writing what is owed, answer nothing new.
@@ -238,7 +249,8 @@ impl Conn {
     /// The header clock runs while a request is arriving, but not while the connection is
     /// held back by its own unread output: that is the slow-read guard's business.
     fn header_clock(&self) -> Option<Instant> {
-        self.request_started.filter(|_| self.out.len() < OUTPUT_HIGH_WATER)
+        self.request_started
+            .filter(|_| self.out.len() < OUTPUT_HIGH_WATER)
     }
 
     fn update_request_clock(&mut self, now: Instant) {
@@ -366,5 +378,503 @@ impl Conn {
         log::debug!("{}: {err}", self.peer);
         router.refuse(&mut self.out, err.status(), None, err);
         self.state = State::Closing { linger: true };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpDate;
+    use crate::store::Store;
+    use std::net::Ipv4Addr;
+    use std::time::UNIX_EPOCH;
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// A connection plus its world, driven the way the reactor drives it.
+    struct Harness {
+        conn: Conn,
+        router: Router,
+        now: Instant,
+    }
+
+    #[derive(Debug)]
+    struct Resp {
+        status: u16,
+        head: String,
+        body: String,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            Harness::with_limits(Limits::default())
+        }
+
+        fn with_limits(limits: Limits) -> Harness {
+            let mut store = Store::new(1000);
+            store.set("i", 0).unwrap();
+            let now = Instant::now();
+            let router = Router::new(store, limits, HttpDate::new(UNIX_EPOCH));
+            Harness {
+                conn: Conn::new(PEER, now),
+                router,
+                now,
+            }
+        }
+
+        fn feed(&mut self, bytes: &[u8]) {
+            assert!(
+                self.conn.wants_read(),
+                "fed a connection that does not want to read"
+            );
+            self.conn.receive(bytes, &mut self.router, self.now);
+        }
+
+        /// Takes everything the connection has to say, as the client would read it.
+        fn drain(&mut self) -> Vec<u8> {
+            let mut got = Vec::new();
+            while !self.conn.output().is_empty() {
+                let n = self.conn.output().len();
+                got.extend_from_slice(self.conn.output());
+                self.conn.written(n, &mut self.router, self.now);
+            }
+            got
+        }
+
+        fn responses(&mut self) -> Vec<Resp> {
+            parse_responses(&self.drain())
+        }
+
+        fn advance(&mut self, d: Duration) {
+            self.now += d;
+        }
+    }
+
+    fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let end = http::find_head_end(bytes, 0).expect("complete response head");
+            let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .expect("Content-Length")
+                .parse()
+                .unwrap();
+            let body = String::from_utf8(bytes[end..end + len].to_vec()).unwrap();
+            out.push(Resp {
+                status: head[9..12].parse().unwrap(),
+                head,
+                body,
+            });
+            bytes = &bytes[end + len..];
+        }
+        out
+    }
+
+    fn get(target: &str) -> String {
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n")
+    }
+
+    #[test]
+    fn one_request_one_answer_and_nothing_held() {
+        let mut h = Harness::new();
+        h.feed(get("/inc?name=i").as_bytes());
+        let r = h.responses();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].status, r[0].body.as_str()), (200, "ok\n"));
+        assert_eq!(h.conn.next(), Next::Continue);
+        assert!(h.conn.inbuf.capacity() == 0 && h.conn.held_head.capacity() == 0);
+    }
+
+    #[test]
+    fn pipelined_requests_answered_in_order() {
+        let mut h = Harness::new();
+        let mut burst = String::new();
+        for k in 0..100 {
+            burst += &get(&format!("/set?name=n{k}&val={k}"));
+            burst += &get(&format!("/get?name=n{k}"));
+        }
+        h.feed(burst.as_bytes());
+        let r = h.responses();
+        assert_eq!(r.len(), 200);
+        for k in 0..100 {
+            assert_eq!(r[2 * k].body, "ok\n");
+            assert_eq!(r[2 * k + 1].body, format!("n{k}: {k}\n"));
+        }
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_bytes() {
+        let stream = [
+            get("/set?name=a&val=5"),
+            "\r\n".into(), // stray empty line between requests is ignored
+            "GET /inc?name=a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz".into(),
+            get("/get?name=a"),
+            "HEAD /get?name=a HTTP/1.1\r\n\r\n".into(),
+            "GET /get?name=a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".into(),
+            get("/nope"),
+        ]
+        .concat();
+        let mut whole = Harness::new();
+        whole.feed(stream.as_bytes());
+        let want = whole.drain();
+        let answers = want.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+        assert_eq!(answers, 6);
+        for size in [1, 2, 3, 5, 7, 13, 64] {
+            let mut h = Harness::new();
+            let mut got = Vec::new();
+            for chunk in stream.as_bytes().chunks(size) {
+                h.feed(chunk);
+                got.extend(h.drain());
+            }
+            assert_eq!(got, want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_head_is_scanned_linearly() {
+        let mut h = Harness::new();
+        let mut req = b"GET /get?name=i HTTP/1.1\r\n".to_vec();
+        for k in 0..100 {
+            req.extend_from_slice(format!("X-Pad-{k}: {}\r\n", "v".repeat(40)).as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        for (k, b) in req.iter().enumerate() {
+            h.feed(std::slice::from_ref(b));
+            if k + 1 < req.len() {
+                assert!(h.conn.output().is_empty());
+                // The scan position follows the input: each byte is looked at O(1) times.
+                assert!(
+                    h.conn.scanned + 2 >= h.conn.inbuf.len(),
+                    "rescanned at byte {k}"
+                );
+            }
+        }
+        // 100 headers is over the limit of 64 even when they trickle in.
+        assert_eq!(h.responses()[0].status, 431);
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive() {
+        let mut h = Harness::new();
+        h.feed(b"GET /get?name=i HTTP/1.0\r\n\r\n");
+        let r = h.responses();
+        assert!(r[0].head.contains("\r\nConnection: close\r\n"));
+        assert_eq!(h.conn.next(), Next::Close);
+
+        let mut h = Harness::new();
+        h.feed(b"GET /get?name=i HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = h.responses();
+        assert!(r[0].head.contains("\r\nConnection: keep-alive\r\n"));
+        assert_eq!(h.conn.next(), Next::Continue);
+    }
+
+    #[test]
+    fn connection_close_answers_then_closes_and_ignores_the_rest() {
+        let mut h = Harness::new();
+        let two = format!(
+            "GET /inc?name=i HTTP/1.1\r\nConnection: close\r\n\r\n{}",
+            get("/inc?name=i")
+        );
+        h.feed(two.as_bytes());
+        let r = h.responses();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].head.contains("Connection: close"));
+        assert_eq!(h.router.store.get("i"), Some(1));
+        // Bytes followed the close: linger so they do not turn into a reset.
+        assert_eq!(h.conn.next(), Next::Shutdown);
+        h.conn.linger(h.now);
+        h.feed(b"more junk");
+        assert!(h.conn.output().is_empty());
+        h.conn.eof();
+        assert_eq!(h.conn.next(), Next::Close);
+    }
+
+    #[test]
+    fn half_close_still_gets_every_answer() {
+        let mut h = Harness::new();
+        h.feed(format!("{}{}", get("/inc?name=i"), get("/get?name=i")).as_bytes());
+        h.conn.eof();
+        assert!(!h.conn.wants_read());
+        assert_eq!(h.conn.next(), Next::Continue, "answers still to send");
+        let r = h.responses();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].body, "i: 1\n");
+        assert_eq!(h.conn.next(), Next::Close);
+    }
+
+    #[test]
+    fn half_close_mid_request_closes_without_answer() {
+        let mut h = Harness::new();
+        h.feed(b"GET /inc?name=i HT");
+        h.conn.eof();
+        assert!(h.drain().is_empty());
+        assert_eq!(h.conn.next(), Next::Close);
+        assert_eq!(h.router.store.get("i"), Some(0));
+    }
+
+    #[test]
+    fn body_is_skipped_and_answered_after_it_arrives() {
+        let mut h = Harness::new();
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+        assert!(h.drain().is_empty(), "no answer before the body is in");
+        assert_eq!(h.router.store.get("i"), Some(0));
+        h.feed(format!("56789{}", get("/get?name=i")).as_bytes());
+        let r = h.responses();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].body, "i: 1\n");
+    }
+
+    #[test]
+    fn post_with_body_is_405_and_stream_stays_in_sync() {
+        let mut h = Harness::new();
+        let body = "GET /inc?name=i HTTP/1.1\r\n\r\n"; // looks like a request, is a body
+        let post = format!(
+            "POST /set?name=i&val=9 HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        h.feed(format!("{post}{}", get("/get?name=i")).as_bytes());
+        let r = h.responses();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].status, 405);
+        assert_eq!(r[1].body, "i: 0\n", "the body was not executed");
+    }
+
+    /// Feeds `input` and expects one answer with `status`, `Connection: close`, and no more.
+    fn refused(input: &[u8], status: u16) {
+        let mut h = Harness::new();
+        h.feed(input);
+        assert!(
+            !h.conn.wants_read(),
+            "closing connections read nothing more"
+        );
+        // Even if the caller feeds more, it is ignored.
+        h.conn
+            .receive(get("/inc?name=i").as_bytes(), &mut h.router, h.now);
+        let r = h.responses();
+        assert_eq!(r.len(), 1, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(r[0].status, status, "{:?}", String::from_utf8_lossy(input));
+        assert!(r[0].head.contains("\r\nConnection: close\r\n"));
+        assert_eq!(h.conn.next(), Next::Shutdown);
+        assert_eq!(h.router.store.get("i"), Some(0));
+    }
+
+    #[test]
+    fn every_bad_input_class_is_answered_and_closed() {
+        refused(b"GARBAGE\r\n\r\n", 400);
+        refused(b"GET / HTTP/1.1\r\nBad header\r\n\r\n", 400);
+        refused(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400); // TLS hello
+        for cl in ["+5", "-1", "5,6", "0x10", ""] {
+            refused(
+                format!("GET / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n").as_bytes(),
+                400,
+            );
+        }
+        refused(
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        );
+        refused(
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        );
+        refused(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501);
+        refused(b"GET / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413);
+        refused(b"GET / HTTP/2.0\r\n\r\n", 505);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for k in 0..65 {
+            many.extend_from_slice(format!("H{k}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        refused(&many, 431);
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+        refused(long.as_bytes(), 431);
+        // Too large even before the end of the head shows up.
+        refused(format!("GET /{}", "a".repeat(9000)).as_bytes(), 431);
+    }
+
+    #[test]
+    fn head_limit_counts_the_whole_head() {
+        let limits = Limits {
+            max_head_bytes: 100,
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let head = format!("GET /get?name=i HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(60));
+        assert!(head.len() <= 100);
+        h.feed(head.as_bytes());
+        assert_eq!(h.responses()[0].status, 200);
+        let mut h = Harness::with_limits(limits);
+        let head = format!("GET /get?name=i HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(80));
+        for chunk in head.as_bytes().chunks(10) {
+            if h.conn.wants_read() {
+                h.feed(chunk);
+            }
+        }
+        assert_eq!(h.responses()[0].status, 431);
+    }
+
+    #[test]
+    fn backpressure_stops_reading_and_resumes_in_order() {
+        let mut h = Harness::new();
+        let one = get("/get?name=i");
+        let per_answer = {
+            let mut probe = Harness::new();
+            probe.feed(one.as_bytes());
+            probe.drain().len()
+        };
+        // Enough requests for ~2x the high-water mark of answers, fed without reading.
+        let n = 2 * OUTPUT_HIGH_WATER / per_answer;
+        let stream = one.repeat(n);
+        let mut fed = 0;
+        for chunk in stream.as_bytes().chunks(64 * 1024) {
+            if !h.conn.wants_read() {
+                break;
+            }
+            h.feed(chunk);
+            fed += chunk.len();
+        }
+        assert!(!h.conn.wants_read(), "stopped reading");
+        assert!(fed < stream.len());
+        // Bounded: output just past the mark, input at most one read beyond it.
+        assert!(h.conn.out.len() < OUTPUT_HIGH_WATER + per_answer);
+        assert!(h.conn.inbuf.len() <= 64 * 1024);
+        // The client reads; held requests are answered; reading resumes.
+        let mut answers = parse_responses(&h.drain()).len();
+        assert!(h.conn.wants_read());
+        h.feed(&stream.as_bytes()[fed..]);
+        answers += h.responses().len();
+        assert_eq!(answers, n);
+    }
+
+    #[test]
+    fn header_timeout_is_408_and_close() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let t0 = h.now;
+        h.advance(Duration::from_millis(300));
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost");
+        assert_eq!(
+            h.conn.deadline(&h.router.limits),
+            t0 + Duration::from_millis(1300)
+        );
+        h.advance(Duration::from_millis(900));
+        h.feed(b": x\r\n"); // progress does not extend the deadline
+        h.conn.on_timeout(&mut h.router, h.now);
+        assert!(h.conn.output().is_empty(), "not due yet");
+        h.advance(Duration::from_millis(100));
+        h.conn.on_timeout(&mut h.router, h.now);
+        let r = h.responses();
+        assert_eq!(r[0].status, 408);
+        assert!(r[0].head.contains("Connection: close"));
+        assert_eq!(h.conn.next(), Next::Shutdown);
+        assert_eq!(h.router.store.get("i"), Some(0));
+        assert!(
+            h.router
+                .metrics
+                .render(0)
+                .contains("counterd_timeouts_total{kind=\"header\"} 1")
+        );
+    }
+
+    #[test]
+    fn slow_body_is_408_too() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 5\r\n\r\nab");
+        h.advance(Duration::from_secs(1));
+        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(h.responses()[0].status, 408);
+    }
+
+    #[test]
+    fn idle_timeout_runs_from_the_last_answer() {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        let t0 = h.now;
+        assert_eq!(
+            h.conn.deadline(&h.router.limits),
+            t0 + Duration::from_secs(5)
+        );
+        h.advance(Duration::from_secs(4));
+        h.feed(get("/get?name=i").as_bytes());
+        h.drain();
+        assert_eq!(
+            h.conn.deadline(&h.router.limits),
+            t0 + Duration::from_secs(9)
+        );
+        h.advance(Duration::from_secs(5));
+        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(h.conn.next(), Next::Close);
+        assert!(h.drain().is_empty(), "idle close says nothing");
+    }
+
+    #[test]
+    fn slow_reader_is_closed_after_idle_timeout_without_progress() {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let mut h = Harness::with_limits(limits);
+        h.feed(get("/get?name=i").repeat(4000).as_bytes());
+        assert!(!h.conn.output().is_empty());
+        h.advance(Duration::from_secs(5));
+        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(h.conn.next(), Next::Close);
+        assert!(h.conn.output().is_empty(), "pending output is dropped");
+    }
+
+    #[test]
+    fn linger_ends_at_eof_or_deadline() {
+        let mut h = Harness::new();
+        h.feed(b"BAD\r\n\r\n");
+        h.drain();
+        assert_eq!(h.conn.next(), Next::Shutdown);
+        h.conn.linger(h.now);
+        assert!(h.conn.wants_read());
+        assert_eq!(h.conn.next(), Next::Continue);
+        assert_eq!(h.conn.deadline(&h.router.limits), h.now + LINGER);
+        h.advance(LINGER);
+        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(h.conn.next(), Next::Close);
+    }
+
+    #[test]
+    fn stop_lets_pending_answers_out_and_closes_idle_at_once() {
+        let mut idle = Harness::new();
+        idle.conn.stop();
+        assert_eq!(idle.conn.next(), Next::Close);
+
+        let mut busy = Harness::new();
+        busy.feed(format!("{}GET /inc", get("/inc?name=i")).as_bytes());
+        busy.conn.stop();
+        assert!(!busy.conn.wants_read());
+        assert_eq!(busy.conn.next(), Next::Continue);
+        assert_eq!(busy.responses().len(), 1);
+        assert_eq!(busy.conn.next(), Next::Close);
+    }
+
+    #[test]
+    fn rejected_connection_says_503_and_closes() {
+        let mut router = Harness::new().router;
+        let mut conn = Conn::rejected(PEER, Instant::now(), &mut router);
+        let r = parse_responses(conn.output());
+        assert_eq!(r[0].status, 503);
+        assert!(r[0].head.contains("\r\nRetry-After: 1"));
+        assert!(r[0].head.contains("\r\nConnection: close"));
+        let n = conn.output().len();
+        conn.written(n, &mut router, Instant::now());
+        assert_eq!(conn.next(), Next::Shutdown);
+        assert_eq!(router.metrics.connections_rejected, 1);
     }
 }

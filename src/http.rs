@@ -217,7 +217,11 @@ pub struct Framing {
 
 impl Framing {
     /// For answers that end the connection (errors, rejects, timeouts).
-    pub const CLOSE: Framing = Framing { keep_alive: false, http10: false, head_only: false };
+    pub const CLOSE: Framing = Framing {
+        keep_alive: false,
+        http10: false,
+        head_only: false,
+    };
 }
 
 /// Appends one complete response to `out`. Header names are in canonical case: `ab`
@@ -280,7 +284,10 @@ pub struct HttpDate {
 impl HttpDate {
     pub fn new(now: SystemTime) -> HttpDate {
         let secs = unix_secs(now);
-        HttpDate { secs, text: imf_fixdate(secs) }
+        HttpDate {
+            secs,
+            text: imf_fixdate(secs),
+        }
     }
 
     pub fn update(&mut self, now: SystemTime) {
@@ -380,11 +387,15 @@ mod tests {
         let ka = |b: &[u8]| ok(b).0.keep_alive;
         assert!(ka(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(!ka(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n"
+        ));
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nconnection:  Keep-Alive \r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+        ));
         assert!(ok(b"GET / HTTP/1.0\r\n\r\n").0.http10);
     }
 
@@ -398,11 +409,26 @@ mod tests {
 
     #[test]
     fn content_length() {
-        assert_eq!(ok(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").0.body_len, 5);
-        assert_eq!(ok(b"GET / HTTP/1.1\r\ncontent-length: 0\r\n\r\n").0.body_len, 0);
+        assert_eq!(
+            ok(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+                .0
+                .body_len,
+            5
+        );
+        assert_eq!(
+            ok(b"GET / HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+                .0
+                .body_len,
+            0
+        );
         let same = b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
         assert_eq!(ok(same).0.body_len, 3);
-        assert_eq!(ok(b"GET / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n").0.body_len, MAX_BODY);
+        assert_eq!(
+            ok(b"GET / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n")
+                .0
+                .body_len,
+            MAX_BODY
+        );
         for bad in ["+5", "-1", "5,6", "0x10", "", " ", "5 5", "1e3", "５"] {
             let req = format!("GET / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
             assert_eq!(err(req.as_bytes()), 400, "Content-Length: {bad:?}");
@@ -413,15 +439,24 @@ mod tests {
 
     #[test]
     fn body_too_large() {
-        assert_eq!(err(b"GET / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n"), 413);
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n"),
+            413
+        );
         let huge = b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n";
         assert_eq!(err(huge), 413);
     }
 
     #[test]
     fn transfer_encoding() {
-        assert_eq!(err(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 501);
-        assert_eq!(err(b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
         let both = b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
         assert_eq!(err(both), 400);
         let both = b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -492,18 +527,36 @@ mod tests {
 
     #[test]
     fn response_layout() {
-        let ka = Framing { keep_alive: true, http10: false, head_only: false };
-        let reply = Reply { status: 200, extra: None, body: &[b"x: ", b"1", b"\n"] };
+        let ka = Framing {
+            keep_alive: true,
+            http10: false,
+            head_only: false,
+        };
+        let reply = Reply {
+            status: 200,
+            extra: None,
+            body: &[b"x: ", b"1", b"\n"],
+        };
         assert_eq!(
             render(&reply, ka),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\
              Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\nx: 1\n"
         );
-        let head = Framing { head_only: true, ..ka };
-        assert!(render(&reply, head).ends_with("Content-Length: 5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"));
+        let head = Framing {
+            head_only: true,
+            ..ka
+        };
+        assert!(
+            render(&reply, head)
+                .ends_with("Content-Length: 5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n")
+        );
         let ka10 = Framing { http10: true, ..ka };
         assert!(render(&reply, ka10).contains("\r\nConnection: keep-alive\r\n"));
-        let allow = Reply { status: 405, extra: Some(("Allow", b"GET, HEAD")), body: &[] };
+        let allow = Reply {
+            status: 405,
+            extra: Some(("Allow", b"GET, HEAD")),
+            body: &[],
+        };
         let text = render(&allow, Framing::CLOSE);
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"));

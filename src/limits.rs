@@ -32,7 +32,13 @@ impl RateLimiter {
 
     /// `rate` > 0 tokens a second, `burst` >= 1.
     pub fn new(rate: f64, burst: f64, max_tracked: usize) -> RateLimiter {
-        RateLimiter { rate, burst, buckets: HashMap::new(), max_tracked, next_sweep: None }
+        RateLimiter {
+            rate,
+            burst,
+            buckets: HashMap::new(),
+            max_tracked,
+            next_sweep: None,
+        }
     }
 
     /// Takes a token for `ip`. `Err(secs)`: refused; retry after that many whole seconds.
@@ -42,7 +48,10 @@ impl RateLimiter {
             return Err(1);
         }
         let (rate, burst) = (self.rate, self.burst);
-        let bucket = self.buckets.entry(ip).or_insert(Bucket { tokens: burst, last: now });
+        let bucket = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
         bucket.tokens = refill(bucket, rate, burst, now);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
@@ -66,7 +75,8 @@ impl RateLimiter {
             return false;
         }
         let (rate, burst) = (self.rate, self.burst);
-        self.buckets.retain(|_, b| refill(b, rate, burst, now) < burst);
+        self.buckets
+            .retain(|_, b| refill(b, rate, burst, now) < burst);
         let freed = self.buckets.len() < self.max_tracked;
         self.next_sweep = (!freed).then(|| now + Duration::from_secs(1));
         freed
@@ -80,18 +90,24 @@ fn refill(b: &Bucket, rate: f64, burst: f64, now: Instant) -> f64 {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// File descriptors kept back from the connection cap: stdio, epoll, the listener, the
@@ -100,7 +116,11 @@ pub const RESERVED_FDS: u64 = 64;
 
 /// The largest connection cap that `fd_limit` descriptors allow.
 pub fn max_conns_for(fd_limit: u64) -> usize {
-    fd_limit.saturating_sub(RESERVED_FDS).max(1).try_into().unwrap_or(usize::MAX)
+    fd_limit
+        .saturating_sub(RESERVED_FDS)
+        .max(1)
+        .try_into()
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
         }
     };
     let default_level = if opts.verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
     match serve(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -47,7 +48,10 @@ fn serve(opts: Options) -> std::io::Result<()> {
     match limits::raise_fd_limit() {
         Ok(fds) if limits::max_conns_for(fds) < max_conns => {
             max_conns = limits::max_conns_for(fds);
-            warn!("--max-conns {} is more than {fds} file descriptors allow; using {max_conns}", opts.max_conns);
+            warn!(
+                "--max-conns {} is more than {fds} file descriptors allow; using {max_conns}",
+                opts.max_conns
+            );
         }
         Ok(_) => {}
         Err(e) => warn!("cannot read RLIMIT_NOFILE: {e}"),
@@ -65,13 +69,20 @@ fn serve(opts: Options) -> std::io::Result<()> {
     let mut router = Router::new(store, limits, HttpDate::new(SystemTime::now()));
     router.work = opts.work;
     if let (Some(rate), Some(burst)) = (opts.rate, opts.burst()) {
-        router.limiter = Some(RateLimiter::new(rate, burst, RateLimiter::DEFAULT_MAX_TRACKED));
+        router.limiter = Some(RateLimiter::new(
+            rate,
+            burst,
+            RateLimiter::DEFAULT_MAX_TRACKED,
+        ));
     }
 
     let addr = SocketAddr::new(opts.bind, opts.port);
     let listener = mio::net::TcpListener::bind(addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    let config = reactor::Config { max_conns, overload: opts.overload };
+    let config = reactor::Config {
+        max_conns,
+        overload: opts.overload,
+    };
     let reactor = Reactor::new(listener, router, config)?;
 
     let mut stdout = std::io::stdout().lock();

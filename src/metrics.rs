@@ -14,7 +14,13 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 5] = [Route::Get, Route::Set, Route::Inc, Route::Metrics, Route::Other];
+    const ALL: [Route; 5] = [
+        Route::Get,
+        Route::Set,
+        Route::Inc,
+        Route::Metrics,
+        Route::Other,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -36,7 +42,9 @@ pub enum Timeout {
 }
 
 /// Every status this server can send; the last slot counts anything else.
-const CODES: [u16; 13] = [200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507];
+const CODES: [u16; 13] = [
+    200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507,
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -68,7 +76,10 @@ impl Metrics {
     }
 
     pub fn response(&mut self, status: u16) {
-        let slot = CODES.iter().position(|&c| c == status).unwrap_or(CODES.len());
+        let slot = CODES
+            .iter()
+            .position(|&c| c == status)
+            .unwrap_or(CODES.len());
         self.responses[slot] += 1;
     }
 
@@ -81,39 +92,138 @@ impl Metrics {
     }
 
     pub fn responses_with(&self, status: u16) -> u64 {
-        CODES.iter().position(|&c| c == status).map_or(0, |i| self.responses[i])
+        CODES
+            .iter()
+            .position(|&c| c == status)
+            .map_or(0, |i| self.responses[i])
     }
 
     /// The exposition text. `counters` is the store's size, a gauge owned elsewhere.
     pub fn render(&self, counters: usize) -> String {
         let mut out = String::with_capacity(4096);
         let o = &mut out;
-        single(o, "connections_open", "gauge", "Client connections open now.", self.connections_open);
-        single(o, "connections_peak", "gauge", "Most client connections open at once.", self.connections_peak);
-        single(o, "connections_accepted_total", "counter", "Client connections accepted.", self.connections_accepted);
-        single(o, "connections_rejected_total", "counter", "Connections refused at the cap with 503.", self.connections_rejected);
-        header(o, "requests_total", "counter", "Requests handled, by route.");
+        single(
+            o,
+            "connections_open",
+            "gauge",
+            "Client connections open now.",
+            self.connections_open,
+        );
+        single(
+            o,
+            "connections_peak",
+            "gauge",
+            "Most client connections open at once.",
+            self.connections_peak,
+        );
+        single(
+            o,
+            "connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            self.connections_accepted,
+        );
+        single(
+            o,
+            "connections_rejected_total",
+            "counter",
+            "Connections refused at the cap with 503.",
+            self.connections_rejected,
+        );
+        header(
+            o,
+            "requests_total",
+            "counter",
+            "Requests handled, by route.",
+        );
         for route in Route::ALL {
-            labelled(o, "requests_total", "route", route.label(), self.requests[route as usize]);
+            labelled(
+                o,
+                "requests_total",
+                "route",
+                route.label(),
+                self.requests[route as usize],
+            );
         }
-        header(o, "responses_total", "counter", "Responses sent, by status code.");
+        header(
+            o,
+            "responses_total",
+            "counter",
+            "Responses sent, by status code.",
+        );
         for (code, n) in CODES.iter().zip(self.responses) {
-            labelled(o, "responses_total", "code", itoa::Buffer::new().format(*code), n);
+            labelled(
+                o,
+                "responses_total",
+                "code",
+                itoa::Buffer::new().format(*code),
+                n,
+            );
         }
-        labelled(o, "responses_total", "code", "other", self.responses[CODES.len()]);
-        single(o, "rate_limited_total", "counter", "Requests refused by the rate limiter with 429.", self.rate_limited);
-        header(o, "timeouts_total", "counter", "Connections closed by a timeout, by kind.");
-        labelled(o, "timeouts_total", "kind", "idle", self.timeouts[Timeout::Idle as usize]);
-        labelled(o, "timeouts_total", "kind", "header", self.timeouts[Timeout::Header as usize]);
-        single(o, "counters", "gauge", "Named counters in the store.", counters as u64);
-        single(o, "loop_iterations_total", "counter", "Reactor loop iterations, one poll each.", self.loop_iterations);
-        single(o, "events_total", "counter", "Readiness events handled.", self.events);
+        labelled(
+            o,
+            "responses_total",
+            "code",
+            "other",
+            self.responses[CODES.len()],
+        );
+        single(
+            o,
+            "rate_limited_total",
+            "counter",
+            "Requests refused by the rate limiter with 429.",
+            self.rate_limited,
+        );
+        header(
+            o,
+            "timeouts_total",
+            "counter",
+            "Connections closed by a timeout, by kind.",
+        );
+        labelled(
+            o,
+            "timeouts_total",
+            "kind",
+            "idle",
+            self.timeouts[Timeout::Idle as usize],
+        );
+        labelled(
+            o,
+            "timeouts_total",
+            "kind",
+            "header",
+            self.timeouts[Timeout::Header as usize],
+        );
+        single(
+            o,
+            "counters",
+            "gauge",
+            "Named counters in the store.",
+            counters as u64,
+        );
+        single(
+            o,
+            "loop_iterations_total",
+            "counter",
+            "Reactor loop iterations, one poll each.",
+            self.loop_iterations,
+        );
+        single(
+            o,
+            "events_total",
+            "counter",
+            "Readiness events handled.",
+            self.events,
+        );
         out
     }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = write!(out, "# HELP counterd_{name} {help}\n# TYPE counterd_{name} {kind}\n");
+    let _ = write!(
+        out,
+        "# HELP counterd_{name} {help}\n# TYPE counterd_{name} {kind}\n"
+    );
 }
 
 fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
@@ -156,7 +266,10 @@ mod tests {
             "counterd_loop_iterations_total 0",
             "counterd_events_total 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         // Every sample line belongs to a family declared just before it.
         let mut family = "";

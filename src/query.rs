@@ -170,7 +170,9 @@ mod tests {
 
     #[test]
     fn encode_round_trips() {
-        for s in ["", "i", "a b", "x&y=z", "100%", "€uro", "+", "\n\r\0", "~._-"] {
+        for s in [
+            "", "i", "a b", "x&y=z", "100%", "€uro", "+", "\n\r\0", "~._-",
+        ] {
             let q = format!("name={}", encode(s));
             assert_eq!(one(&q, "name").unwrap().as_deref(), Some(s), "{q}");
         }

@@ -104,9 +104,11 @@ impl Reactor {
     pub fn new(listener: TcpListener, router: Router, config: Config) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut listener = listener;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         Ok(Reactor {
             poll,
             listener: Some(listener),
@@ -144,7 +146,10 @@ impl Reactor {
                     break;
                 }
                 if now >= deadline {
-                    warn!("{} connections still writing after {SHUTDOWN_GRACE:?}; closing them", self.clients.len());
+                    warn!(
+                        "{} connections still writing after {SHUTDOWN_GRACE:?}; closing them",
+                        self.clients.len()
+                    );
                     break;
                 }
             }
@@ -217,12 +222,18 @@ impl Reactor {
         }
         self.accept_paused_until = None;
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             let room = self.open < self.config.max_conns;
-            if !room && (self.config.overload == Overload::Queue || self.rejecting >= REJECT_BUDGET) {
+            if !room && (self.config.overload == Overload::Queue || self.rejecting >= REJECT_BUDGET)
+            {
                 if !self.at_cap {
                     self.at_cap = true;
-                    warn!("at the connection cap ({}): new clients wait in the listen backlog", self.config.max_conns);
+                    warn!(
+                        "at the connection cap ({}): new clients wait in the listen backlog",
+                        self.config.max_conns
+                    );
                 }
                 return;
             }
@@ -233,14 +244,21 @@ impl Reactor {
                         info!("below the connection cap again");
                     } else if !room && !self.at_cap {
                         self.at_cap = true;
-                        warn!("at the connection cap ({}): refusing new clients with 503", self.config.max_conns);
+                        warn!(
+                            "at the connection cap ({}): refusing new clients with 503",
+                            self.config.max_conns
+                        );
                     }
                     self.admit(socket, peer.ip(), room, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The client gave up while queued: nothing to do, keep accepting.
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) => {}
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued and the
                     // listener stays readable, so retrying now would spin. Pause instead.
@@ -257,7 +275,11 @@ impl Reactor {
         let _ = socket.set_nodelay(true);
         let entry = self.clients.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut socket, Token(key), Interest::READABLE) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
             warn!("cannot register a new connection: {e}");
             return;
         }
@@ -271,7 +293,13 @@ impl Reactor {
         };
         trace!("{key}: accepted {peer}");
         let timer = self.timers.slot();
-        entry.insert(Client { socket, conn, timer, writable: false, counted: room });
+        entry.insert(Client {
+            socket,
+            conn,
+            timer,
+            writable: false,
+            counted: room,
+        });
         if !room {
             self.drive(key, now); // the 503 is ready to go
         } else {
@@ -286,7 +314,13 @@ impl Reactor {
             return; // closed earlier in this turn
         };
         let close = loop {
-            match client.pump(key, &mut self.read_buf, &mut self.spare_out, &mut self.router, now) {
+            match client.pump(
+                key,
+                &mut self.read_buf,
+                &mut self.spare_out,
+                &mut self.router,
+                now,
+            ) {
                 Err(e) => {
                     debug!("{key}: {e}");
                     break true;
@@ -313,8 +347,16 @@ impl Reactor {
         }
         let want_write = !client.conn.output().is_empty();
         if want_write != client.writable {
-            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if let Err(e) = self.poll.registry().reregister(&mut client.socket, Token(key), interest) {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut client.socket, Token(key), interest)
+            {
                 debug!("{key}: reregister: {e}");
                 self.close(key);
                 return;
@@ -436,7 +478,13 @@ impl Client {
     }
 
     /// Writes pending output. Returns false if the socket is full.
-    fn flush(&mut self, key: usize, spare: &mut Vec<u8>, router: &mut Router, now: Instant) -> io::Result<bool> {
+    fn flush(
+        &mut self,
+        key: usize,
+        spare: &mut Vec<u8>,
+        router: &mut Router,
+        now: Instant,
+    ) -> io::Result<bool> {
         while !self.conn.output().is_empty() {
             match self.socket.write(self.conn.output()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -135,7 +135,11 @@ impl Router {
         };
         // i64's parser is exactly "optional sign, then decimal digits, in range".
         let Ok(val) = val.parse::<i64>() else {
-            let body = [&b"invalid val \""[..], val.as_bytes(), b"\": want a decimal i64\n"];
+            let body = [
+                &b"invalid val \""[..],
+                val.as_bytes(),
+                b"\": want a decimal i64\n",
+            ];
             return self.reply(out, framing, 400, None, &body);
         };
         match self.store.set(&name, val) {
@@ -176,7 +180,13 @@ impl Router {
     }
 
     /// An answer that ends the connection: framing errors, timeouts, rejects.
-    pub fn refuse(&mut self, out: &mut Vec<u8>, status: u16, extra: Option<(&'static str, &[u8])>, why: impl Display) {
+    pub fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: impl Display,
+    ) {
         let body = format!("{why}\n");
         self.reply(out, Framing::CLOSE, status, extra, &[body.as_bytes()]);
     }
@@ -191,7 +201,16 @@ impl Router {
         body: &[&[u8]],
     ) -> u16 {
         self.metrics.response(status);
-        http::write_response(out, &Reply { status, extra, body }, framing, &self.date);
+        http::write_response(
+            out,
+            &Reply {
+                status,
+                extra,
+                body,
+            },
+            framing,
+            &self.date,
+        );
         status
     }
 }
@@ -276,7 +295,11 @@ mod tests {
         assert_eq!(get(&mut r, "/get?name=i"), (200, "i: 0\n".into()));
         assert_eq!(get(&mut r, "/get?name=y"), (404, "y not found\n".into()));
         assert_eq!(get(&mut r, "/inc?name=y"), (404, "y not found\n".into()));
-        assert_eq!(get(&mut r, "/get?name=y"), (404, "y not found\n".into()), "inc never creates");
+        assert_eq!(
+            get(&mut r, "/get?name=y"),
+            (404, "y not found\n".into()),
+            "inc never creates"
+        );
         assert_eq!(get(&mut r, "/nope"), (404, "404 page not found\n".into()));
         assert_eq!(get(&mut r, "/"), (404, "404 page not found\n".into()));
     }
@@ -284,24 +307,54 @@ mod tests {
     #[test]
     fn values() {
         let mut r = router();
-        for (v, want) in [("-5", "-5"), ("+5", "5"), ("007", "7"), ("9223372036854775807", "9223372036854775807"), ("-9223372036854775808", "-9223372036854775808")] {
-            assert_eq!(get(&mut r, &format!("/set?name=v&val={}", query::encode(v))).0, 200, "{v}");
+        for (v, want) in [
+            ("-5", "-5"),
+            ("+5", "5"),
+            ("007", "7"),
+            ("9223372036854775807", "9223372036854775807"),
+            ("-9223372036854775808", "-9223372036854775808"),
+        ] {
+            assert_eq!(
+                get(&mut r, &format!("/set?name=v&val={}", query::encode(v))).0,
+                200,
+                "{v}"
+            );
             assert_eq!(get(&mut r, "/get?name=v").1, format!("v: {want}\n"));
         }
-        for bad in ["", "abc", "1.5", " 1", "1 ", "0x10", "--1", "9223372036854775808", "1e3"] {
+        for bad in [
+            "",
+            "abc",
+            "1.5",
+            " 1",
+            "1 ",
+            "0x10",
+            "--1",
+            "9223372036854775808",
+            "1e3",
+        ] {
             let (status, body) = get(&mut r, &format!("/set?name=v&val={}", query::encode(bad)));
             assert_eq!(status, 400, "val {bad:?}");
-            assert!(body.contains(&format!("\"{bad}\"")), "body names the value: {body}");
+            assert!(
+                body.contains(&format!("\"{bad}\"")),
+                "body names the value: {body}"
+            );
         }
         assert_eq!(get(&mut r, "/set?name=v"), (400, "missing val\n".into()));
-        assert_eq!(get(&mut r, "/get?name=v").1, "v: -9223372036854775808\n", "refused sets change nothing");
+        assert_eq!(
+            get(&mut r, "/get?name=v").1,
+            "v: -9223372036854775808\n",
+            "refused sets change nothing"
+        );
     }
 
     #[test]
     fn overflow_is_409_and_keeps_the_value() {
         let mut r = router();
         get(&mut r, "/set?name=m&val=9223372036854775807");
-        assert_eq!(get(&mut r, "/inc?name=m"), (409, "m: increment would overflow\n".into()));
+        assert_eq!(
+            get(&mut r, "/inc?name=m"),
+            (409, "m: increment would overflow\n".into())
+        );
         assert_eq!(get(&mut r, "/get?name=m").1, "m: 9223372036854775807\n");
     }
 
@@ -309,12 +362,19 @@ mod tests {
     fn names() {
         let mut r = router();
         for target in ["/get", "/get?", "/get?nam=x", "/inc?val=1", "/set?val=1"] {
-            assert_eq!(get(&mut r, target), (400, "missing name\n".into()), "{target}");
+            assert_eq!(
+                get(&mut r, target),
+                (400, "missing name\n".into()),
+                "{target}"
+            );
         }
         assert_eq!(get(&mut r, "/get?name="), (400, "empty name\n".into()));
         let n256 = "a".repeat(256);
         assert_eq!(get(&mut r, &format!("/set?name={n256}&val=1")).0, 200);
-        assert_eq!(get(&mut r, &format!("/get?name={n256}")).1, format!("{n256}: 1\n"));
+        assert_eq!(
+            get(&mut r, &format!("/get?name={n256}")).1,
+            format!("{n256}: 1\n")
+        );
         let n257 = "a".repeat(257);
         assert_eq!(get(&mut r, &format!("/get?name={n257}")).0, 400);
         // 256 bytes after decoding: 128 two-byte characters.
@@ -323,7 +383,11 @@ mod tests {
         assert_eq!(get(&mut r, &format!("/set?name={e128}a&val=2")).0, 400);
         assert_eq!(get(&mut r, "/set?name=a+b%21&val=3").0, 200);
         assert_eq!(get(&mut r, "/get?name=a%20b!").1, "a b!: 3\n");
-        assert_eq!(get(&mut r, "/get?name=x&name=i").1, "x not found\n", "first wins");
+        assert_eq!(
+            get(&mut r, "/get?name=x&name=i").1,
+            "x not found\n",
+            "first wins"
+        );
         assert_eq!(get(&mut r, "/get?junk=1&name=i&other").1, "i: 0\n");
     }
 
@@ -333,7 +397,11 @@ mod tests {
         assert_eq!(get(&mut r, "/get?name=%zz").0, 400);
         assert_eq!(get(&mut r, "/get?name=%ff").0, 400);
         assert_eq!(get(&mut r, "/set?name=x&val=1&z=%").0, 400);
-        assert_eq!(get(&mut r, "/get?name=x").0, 404, "the bad set created nothing");
+        assert_eq!(
+            get(&mut r, "/get?name=x").0,
+            404,
+            "the bad set created nothing"
+        );
     }
 
     #[test]
@@ -342,8 +410,15 @@ mod tests {
         assert_eq!(get(&mut r, "/set?name=a&val=1").0, 200);
         assert_eq!(get(&mut r, "/set?name=b&val=1").0, 200);
         let (status, body) = get(&mut r, "/set?name=c&val=1");
-        assert_eq!((status, body.as_str()), (507, "too many counters (limit 4)\n"));
-        assert_eq!(get(&mut r, "/set?name=a&val=5").0, 200, "existing names still settable");
+        assert_eq!(
+            (status, body.as_str()),
+            (507, "too many counters (limit 4)\n")
+        );
+        assert_eq!(
+            get(&mut r, "/set?name=a&val=5").0,
+            200,
+            "existing names still settable"
+        );
     }
 
     #[test]
@@ -356,9 +431,16 @@ mod tests {
         assert_eq!(get(&mut r, "/get?name=i").1, "i: 0\n", "405 did not set");
         let (status, head, body) = call(&mut r, "HEAD", "/get?name=i");
         assert_eq!((status, body.as_str()), (200, ""));
-        assert!(head.contains("Content-Length: 5\r\n"), "HEAD has GET's length: {head}");
+        assert!(
+            head.contains("Content-Length: 5\r\n"),
+            "HEAD has GET's length: {head}"
+        );
         assert_eq!(call(&mut r, "HEAD", "/inc?name=i").0, 200);
-        assert_eq!(get(&mut r, "/get?name=i").1, "i: 1\n", "HEAD /inc increments");
+        assert_eq!(
+            get(&mut r, "/get?name=i").1,
+            "i: 1\n",
+            "HEAD /inc increments"
+        );
     }
 
     #[test]
@@ -378,7 +460,10 @@ mod tests {
         get(&mut r, "/get?name=nope");
         let (status, body) = get(&mut r, "/metrics");
         assert_eq!(status, 200);
-        assert!(body.contains("counterd_requests_total{route=\"inc\"} 1\n"), "{body}");
+        assert!(
+            body.contains("counterd_requests_total{route=\"inc\"} 1\n"),
+            "{body}"
+        );
         assert!(body.contains("counterd_requests_total{route=\"metrics\"} 1\n"));
         assert!(body.contains("counterd_responses_total{code=\"404\"} 1\n"));
         assert!(body.contains("counterd_counters 2\n"));

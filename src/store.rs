@@ -25,7 +25,10 @@ pub struct Store {
 impl Store {
     /// An empty table that refuses to grow past `max` counters.
     pub fn new(max: usize) -> Store {
-        Store { counters: HashMap::new(), max }
+        Store {
+            counters: HashMap::new(),
+            max,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<i64> {

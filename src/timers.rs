@@ -8,6 +8,7 @@
 //!   the old entry comes due, the connection is asked for its real deadline and re-armed;
 //! - a connection's `id` is unique for the life of the process, so an entry left by a closed
 //!   connection never fires for the new connection that got the same slab key.
+//!
 //! Entries of closed connections are purged once they outnumber the live ones.
 
 use std::cmp::Reverse;
@@ -42,13 +43,19 @@ impl Default for Timers {
 
 impl Timers {
     pub fn new() -> Timers {
-        Timers { heap: BinaryHeap::new(), next_id: 0 }
+        Timers {
+            heap: BinaryHeap::new(),
+            next_id: 0,
+        }
     }
 
     /// A fresh, unarmed slot for a new connection.
     pub fn slot(&mut self) -> Slot {
         self.next_id += 1;
-        Slot { id: self.next_id, armed: None }
+        Slot {
+            id: self.next_id,
+            armed: None,
+        }
     }
 
     /// Makes sure the connection at `key` is looked at no later than `at`.
@@ -62,7 +69,9 @@ impl Timers {
 
     /// How long the reactor may sleep, or `None` if no deadline is pending.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap.peek().map(|Reverse((at, ..))| at.saturating_duration_since(now))
+        self.heap
+            .peek()
+            .map(|Reverse((at, ..))| at.saturating_duration_since(now))
     }
 
     /// Pops the next connection whose armed deadline is due at `now`, skipping stale
@@ -169,7 +178,11 @@ mod tests {
         let new = conns.insert(C(timers.slot()));
         assert_eq!(new, old, "slab reuses the key");
         timers.arm(new, &mut conns[new].0, t0 + ms(50));
-        assert_eq!(timers.pop_due(t0 + ms(20), &mut conns), None, "old deadline must not fire");
+        assert_eq!(
+            timers.pop_due(t0 + ms(20), &mut conns),
+            None,
+            "old deadline must not fire"
+        );
         assert_eq!(timers.pop_due(t0 + ms(50), &mut conns), Some(new));
     }
 
