@@ -132,9 +132,18 @@ impl Server {
             }
         };
         let banner = line.trim_end_matches(['\n', '\r']).to_string();
-        let addr = parse_banner(&banner)
-            .unwrap_or_else(|| panic!("unexpected first stdout line {banner:?}; want `listening on http://ADDR:PORT`"));
-        Server { child, addr, banner, stdout_rest, stderr, drains, exited: None }
+        let addr = parse_banner(&banner).unwrap_or_else(|| {
+            panic!("unexpected first stdout line {banner:?}; want `listening on http://ADDR:PORT`")
+        });
+        Server {
+            child,
+            addr,
+            banner,
+            stdout_rest,
+            stderr,
+            drains,
+            exited: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -165,7 +174,11 @@ impl Server {
     /// to `timeout` for the process to exit. Returns the exit status and how long it took,
     /// or an error if it did not exit in time (the process is then killed on drop).
     /// Once it returns `Ok`, [`Server::stderr`] holds everything the server wrote.
-    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+    pub fn stop_with(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(ExitStatus, Duration), String> {
         let sent = Instant::now();
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -173,10 +186,16 @@ impl Server {
             .status()
             .map_err(|e| format!("cannot run kill: {e}"))?;
         if !status.success() {
-            return Err(format!("kill -{signal} {} failed: {status}", self.child.id()));
+            return Err(format!(
+                "kill -{signal} {} failed: {status}",
+                self.child.id()
+            ));
         }
         let exit = self.wait_exit(timeout).ok_or_else(|| {
-            format!("server did not exit within {timeout:?} of SIG{signal}; stderr:\n{}", self.stderr())
+            format!(
+                "server did not exit within {timeout:?} of SIG{signal}; stderr:\n{}",
+                self.stderr()
+            )
         })?;
         Ok((exit, sent.elapsed()))
     }
@@ -243,7 +262,11 @@ pub fn run_bin(bin: &Path, args: &[&str], timeout: Duration) -> Output {
             None if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{} {args:?} still running after {timeout:?}; stderr:\n{}", bin.display(), err.text());
+                panic!(
+                    "{} {args:?} still running after {timeout:?}; stderr:\n{}",
+                    bin.display(),
+                    err.text()
+                );
             }
             None => thread::sleep(Duration::from_millis(10)),
         }
@@ -252,7 +275,11 @@ pub fn run_bin(bin: &Path, args: &[&str], timeout: Duration) -> Output {
     let _ = t2.join();
     let stdout = out.0.lock().unwrap().clone();
     let stderr = err.0.lock().unwrap().clone();
-    Output { status, stdout, stderr }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// One parsed HTTP response.
@@ -272,12 +299,19 @@ pub struct Response {
 impl Response {
     /// The value of the first header called `name` (case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of the headers called `name` (case-insensitively).
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The body as UTF-8 (panics otherwise).
@@ -287,13 +321,18 @@ impl Response {
 
     /// Whether the server announced that it closes the connection.
     pub fn closes(&self) -> bool {
-        self.header("Connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 
     /// Asserts status and body at once, with the whole response in the message.
     #[track_caller]
     pub fn assert(&self, status: u16, body: &str) {
-        assert_eq!((self.status, String::from_utf8_lossy(&self.body).as_ref()), (status, body), "{self:?}");
+        assert_eq!(
+            (self.status, String::from_utf8_lossy(&self.body).as_ref()),
+            (status, body),
+            "{self:?}"
+        );
     }
 }
 
@@ -306,17 +345,27 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: impl ToSocketAddrs) -> Client {
-        let addr = addr.to_socket_addrs().expect("address").next().expect("an address");
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let addr = addr
+            .to_socket_addrs()
+            .expect("address")
+            .next()
+            .expect("an address");
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
-        Client { stream, buf: Vec::new() }
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send: {e}"));
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send: {e}"));
     }
 
     /// Writes all of `bytes`, reporting failure instead of panicking.
@@ -326,7 +375,9 @@ impl Client {
 
     /// Closes our sending side.
     pub fn shutdown_write(&mut self) {
-        self.stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
+        self.stream
+            .shutdown(Shutdown::Write)
+            .expect("shutdown(Write)");
     }
 
     /// `GET target HTTP/1.1` (keep-alive) and its response.
@@ -337,7 +388,11 @@ impl Client {
     /// `METHOD target HTTP/1.1` (keep-alive) and its response; HEAD responses have no body.
     pub fn request(&mut self, method: &str, target: &str) -> Response {
         self.send(format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
-        if method == "HEAD" { self.read_head_response() } else { self.read_response() }
+        if method == "HEAD" {
+            self.read_head_response()
+        } else {
+            self.read_response()
+        }
     }
 
     /// Reads one response whose body is framed by `Content-Length`.
@@ -358,7 +413,8 @@ impl Client {
             }
             self.fill(deadline, "a response head");
         };
-        let raw_head = String::from_utf8(self.buf[..head_end].to_vec()).expect("response head is UTF-8");
+        let raw_head =
+            String::from_utf8(self.buf[..head_end].to_vec()).expect("response head is UTF-8");
         let mut lines = raw_head[..head_end - 4].split("\r\n");
         let status_line = lines.next().unwrap();
         let mut parts = status_line.splitn(3, ' ');
@@ -368,39 +424,74 @@ impl Client {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
         let reason = parts.next().unwrap_or_default().to_string();
-        assert!(version.starts_with("HTTP/1."), "bad status line {status_line:?}");
+        assert!(
+            version.starts_with("HTTP/1."),
+            "bad status line {status_line:?}"
+        );
         let headers: Vec<(String, String)> = lines
             .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
-                assert!(!n.is_empty() && !n.contains(' '), "bad header name in {l:?}");
+                let (n, v) = l
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("bad header line {l:?}"));
+                assert!(
+                    !n.is_empty() && !n.contains(' '),
+                    "bad header name in {l:?}"
+                );
                 (n.to_string(), v.trim().to_string())
             })
             .collect();
-        let lengths: Vec<&str> =
-            headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_str()).collect();
-        assert_eq!(lengths.len(), 1, "want exactly one Content-Length in {raw_head:?}");
-        let len: usize = lengths[0].parse().unwrap_or_else(|_| panic!("bad Content-Length in {raw_head:?}"));
+        let lengths: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            lengths.len(),
+            1,
+            "want exactly one Content-Length in {raw_head:?}"
+        );
+        let len: usize = lengths[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad Content-Length in {raw_head:?}"));
         let body_len = if head_only { 0 } else { len };
         while self.buf.len() < head_end + body_len {
             self.fill(deadline, "a response body");
         }
         let body = self.buf[head_end..head_end + body_len].to_vec();
         self.buf.drain(..head_end + body_len);
-        Response { version, status, reason, headers, body, raw_head }
+        Response {
+            version,
+            status,
+            reason,
+            headers,
+            body,
+            raw_head,
+        }
     }
 
     /// Asserts that the server closes the connection: no more bytes, then EOF (or a reset),
     /// within [`RESPONSE_TIMEOUT`].
     #[track_caller]
     pub fn expect_eof(&mut self) {
-        assert!(self.buf.is_empty(), "unexpected bytes before EOF: {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "unexpected bytes before EOF: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         let deadline = Instant::now() + RESPONSE_TIMEOUT;
         let mut chunk = [0u8; 4096];
         loop {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => panic!("want EOF, got {:?}", String::from_utf8_lossy(&chunk[..n])),
-                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return;
+                }
                 Err(e) if is_timeout(&e) && Instant::now() < deadline => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => panic!("want EOF, got {e}"),
@@ -411,7 +502,11 @@ impl Client {
     /// Asserts that the connection stays open and silent for `wait`.
     #[track_caller]
     pub fn expect_open(&mut self, wait: Duration) {
-        assert!(self.buf.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut chunk = [0u8; 4096];
         let got = self.stream.read(&mut chunk);
@@ -419,7 +514,10 @@ impl Client {
         match got {
             Err(e) if is_timeout(&e) => {}
             Ok(0) => panic!("server closed a connection that should stay open"),
-            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Ok(n) => panic!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
             Err(e) => panic!("connection should stay open: {e}"),
         }
     }
@@ -429,14 +527,20 @@ impl Client {
         let mut chunk = [0u8; 16 * 1024];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("EOF while waiting for {want}; got so far {:?}", String::from_utf8_lossy(&self.buf)),
+                Ok(0) => panic!(
+                    "EOF while waiting for {want}; got so far {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) && Instant::now() < deadline => {}
-                Err(e) => panic!("{e} while waiting for {want}; got so far {:?}", String::from_utf8_lossy(&self.buf)),
+                Err(e) => panic!(
+                    "{e} while waiting for {want}; got so far {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
             }
         }
     }
