@@ -161,18 +161,16 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
 }
 
 /// httparse says "bad version" both for `HTTP/2.0` (well-formed, unsupported: 505) and for
-/// a request line that is garbage (400). Tell them apart by the shape of the last token.
+/// a request line that is garbage (400). A version that starts `HTTP/` and a digit counts
+/// as well-formed. Only bytes up to where httparse stopped are looked at, so the verdict is
+/// the same whatever follows.
 fn looks_like_a_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
-    let Some(version) = line.rsplit(|&b| b == b' ').next() else {
+    let Some(version) = line.splitn(3, |&b| b == b' ').nth(2) else {
         return false;
     };
-    match version.strip_prefix(b"HTTP/") {
-        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
-        Some([major]) => major.is_ascii_digit(),
-        _ => false,
-    }
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', d, ..] if d.is_ascii_digit())
 }
 
 /// Finds the end of a request head (just past the empty line) in `buf`, starting the search
@@ -485,6 +483,10 @@ mod tests {
         assert_eq!(err(b"GET / HTTP/1.2\r\n\r\n"), 505);
         assert_eq!(err(b"GET / HTTP/3\r\n\r\n"), 505);
         assert_eq!(err(b"GET / HTTP/x.y\r\n\r\n"), 400);
+        assert_eq!(err(b"GET / HTTX/1.1\r\n\r\n"), 400);
+        // The verdict depends only on the bytes up to the error, not on what follows.
+        assert_eq!(err(b"GET / HTTP/2"), 505);
+        assert_eq!(err(b"GET / HTTP/2 trailing junk\r\n\r\n"), 505);
     }
 
     #[test]
