@@ -180,17 +180,7 @@ impl Server {
         timeout: Duration,
     ) -> Result<(ExitStatus, Duration), String> {
         let sent = Instant::now();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "kill -{signal} {} failed: {status}",
-                self.child.id()
-            ));
-        }
+        self.signal(signal)?;
         let exit = self.wait_exit(timeout).ok_or_else(|| {
             format!(
                 "server did not exit within {timeout:?} of SIG{signal}; stderr:\n{}",
@@ -198,6 +188,24 @@ impl Server {
             )
         })?;
         Ok((exit, sent.elapsed()))
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to the server process, and only to it, with
+    /// the `kill` command. Does not wait.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        if self.exited.is_some() {
+            return Err("the server has already exited".into());
+        }
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -{signal} {pid} failed: {status}"));
+        }
+        Ok(())
     }
 
     /// Polls for the process to exit, for at most `timeout`; then joins the pipe readers.
@@ -418,65 +426,12 @@ impl Client {
 
     fn read_response_inner(&mut self, head_only: bool) -> Response {
         let deadline = Instant::now() + RESPONSE_TIMEOUT;
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
+        loop {
+            if let Some((response, used)) = parse_response(&self.buf, head_only) {
+                self.buf.drain(..used);
+                return response;
             }
-            self.fill(deadline, "a response head");
-        };
-        let raw_head =
-            String::from_utf8(self.buf[..head_end].to_vec()).expect("response head is UTF-8");
-        let mut lines = raw_head[..head_end - 4].split("\r\n");
-        let status_line = lines.next().unwrap();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default().to_string();
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let reason = parts.next().unwrap_or_default().to_string();
-        assert!(
-            version.starts_with("HTTP/1."),
-            "bad status line {status_line:?}"
-        );
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (n, v) = l
-                    .split_once(':')
-                    .unwrap_or_else(|| panic!("bad header line {l:?}"));
-                assert!(
-                    !n.is_empty() && !n.contains(' '),
-                    "bad header name in {l:?}"
-                );
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect();
-        let lengths: Vec<&str> = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(
-            lengths.len(),
-            1,
-            "want exactly one Content-Length in {raw_head:?}"
-        );
-        let len: usize = lengths[0]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad Content-Length in {raw_head:?}"));
-        let body_len = if head_only { 0 } else { len };
-        while self.buf.len() < head_end + body_len {
-            self.fill(deadline, "a response body");
-        }
-        let body = self.buf[head_end..head_end + body_len].to_vec();
-        self.buf.drain(..head_end + body_len);
-        Response {
-            version,
-            status,
-            reason,
-            headers,
-            body,
-            raw_head,
+            self.fill(deadline, "a whole response");
         }
     }
 
@@ -555,6 +510,64 @@ impl Client {
             }
         }
     }
+}
+
+/// Parses one response at the start of `buf`, framed by its `Content-Length` (or by its
+/// head alone if `head_only`). `None`: not complete yet. Panics on a malformed response.
+pub fn parse_response(buf: &[u8], head_only: bool) -> Option<(Response, usize)> {
+    let head_end = find(buf, b"\r\n\r\n")? + 4;
+    let raw_head = String::from_utf8(buf[..head_end].to_vec()).expect("response head is UTF-8");
+    let mut lines = raw_head[..head_end - 4].split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_string();
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let reason = parts.next().unwrap_or_default().to_string();
+    assert!(
+        version.starts_with("HTTP/1."),
+        "bad status line {status_line:?}"
+    );
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {l:?}"));
+            assert!(
+                !n.is_empty() && !n.contains(' '),
+                "bad header name in {l:?}"
+            );
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let lengths: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        lengths.len(),
+        1,
+        "want exactly one Content-Length in {raw_head:?}"
+    );
+    let len: usize = lengths[0]
+        .parse()
+        .unwrap_or_else(|_| panic!("bad Content-Length in {raw_head:?}"));
+    let end = head_end + if head_only { 0 } else { len };
+    let body = buf.get(head_end..end)?.to_vec();
+    Some((
+        Response {
+            version,
+            status,
+            reason,
+            headers,
+            body,
+            raw_head,
+        },
+        end,
+    ))
 }
 
 fn is_timeout(e: &io::Error) -> bool {
