@@ -507,3 +507,35 @@ fn a_client_that_connects_and_leaves_does_not_disturb_the_server() {
     drop(c);
     server.get("/get?name=i").assert(200, "i: 0\n");
 }
+
+/// The answer to a `Connection: close` request is delivered whole even when the client has
+/// sent more bytes that the server will never read (closing a socket with unread input
+/// makes the kernel reset the connection and drop output it has not sent yet).
+#[test]
+fn close_answer_survives_unread_trailing_input() {
+    const N: usize = 3_000;
+    let server = Server::start(&[]);
+    let mut c = server.client();
+    let one = get_request("/metrics", "HTTP/1.1", &[]);
+    let mut raw: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
+    raw.extend(get_request("/metrics", "HTTP/1.1", &["Connection: close"]));
+    let mut writer = c.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&raw).expect("requests sent");
+        // Later, while answers are still held back: bytes after the close request.
+        thread::sleep(Duration::from_millis(300));
+        let _ = writer.write_all(&get_request("/inc?name=i", "HTTP/1.1", &[]));
+    });
+    thread::sleep(Duration::from_millis(600));
+    for n in 0..N {
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "answer {n}");
+        assert!(!r.closes());
+    }
+    let last = c.read_response();
+    assert_eq!(last.status, 200);
+    assert!(last.closes());
+    c.expect_eof();
+    sender.join().unwrap();
+    server.get("/get?name=i").assert(200, "i: 0\n");
+}
