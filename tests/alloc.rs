@@ -1,0 +1,84 @@
+//! Steady-state requests allocate nothing: a counting global allocator watches the
+//! connection state machine and the router serve get, inc and set-of-an-existing-name,
+//! after a warm-up, exactly as the reactor drives them (whole requests in one read,
+//! output drained after each read).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Instant, UNIX_EPOCH};
+
+use counterd::conn::{Conn, Limits};
+use counterd::http::HttpDate;
+use counterd::router::Router;
+use counterd::store::Store;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Serves `request` `n` times on one keep-alive connection; returns the allocations made.
+fn serve(conn: &mut Conn, router: &mut Router, request: &[u8], n: usize) -> u64 {
+    let now = Instant::now();
+    let before = allocations();
+    for _ in 0..n {
+        conn.receive(request, router, now);
+        let len = conn.output().len();
+        assert!(conn.output().starts_with(b"HTTP/1.1 200 OK\r\n"));
+        conn.written(len, router, now);
+    }
+    allocations() - before
+}
+
+#[test]
+fn get_inc_and_set_existing_allocate_nothing_per_request() {
+    let mut store = Store::new(1000);
+    store.set("i", 0).unwrap();
+    let mut router = Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH));
+    let mut conn = Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), Instant::now());
+    let requests: [&[u8]; 4] = [
+        b"GET /get?name=i HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\n\r\n",
+        b"GET /inc?name=i HTTP/1.1\r\nHost: localhost:8000\r\n\r\n",
+        b"GET /set?name=i&val=-12345 HTTP/1.1\r\nHost: localhost:8000\r\n\r\n",
+        b"HEAD /get?name=i HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ];
+    // Warm-up: the output buffer grows to its working size once.
+    for r in requests {
+        serve(&mut conn, &mut router, r, 10);
+    }
+    for r in requests {
+        let n = serve(&mut conn, &mut router, r, 1000);
+        assert_eq!(n, 0, "{} allocations for 1000 x {:?}", n, String::from_utf8_lossy(r));
+    }
+    // The counter really moved, so the loop above did real work.
+    assert_eq!(router.store.get("i"), Some(-12345));
+    // And the allocator is really counted: a new name allocates.
+    let before = allocations();
+    let r = b"GET /set?name=fresh&val=1 HTTP/1.1\r\n\r\n";
+    serve(&mut conn, &mut router, r, 1);
+    assert!(allocations() > before, "the counting allocator sees allocations");
+}
