@@ -72,7 +72,13 @@ fn get_inc_and_set_existing_allocate_nothing_per_request() {
     }
     for r in requests {
         let n = serve(&mut conn, &mut router, r, 1000);
-        assert_eq!(n, 0, "{} allocations for 1000 x {:?}", n, String::from_utf8_lossy(r));
+        assert_eq!(
+            n,
+            0,
+            "{} allocations for 1000 x {:?}",
+            n,
+            String::from_utf8_lossy(r)
+        );
     }
     // The counter really moved, so the loop above did real work.
     assert_eq!(router.store.get("i"), Some(-12345));
@@ -80,5 +86,8 @@ fn get_inc_and_set_existing_allocate_nothing_per_request() {
     let before = allocations();
     let r = b"GET /set?name=fresh&val=1 HTTP/1.1\r\n\r\n";
     serve(&mut conn, &mut router, r, 1);
-    assert!(allocations() > before, "the counting allocator sees allocations");
+    assert!(
+        allocations() > before,
+        "the counting allocator sees allocations"
+    );
 }
