@@ -345,7 +345,11 @@ impl Conn {
         rest: &'b [u8],
         max_head: usize,
     ) -> Result<Option<(Request<'b>, usize)>, http::Error> {
-        let end = http::find_head_end(rest, self.scanned);
+        // On first sight httparse is the search (one pass over a head that arrived whole).
+        let end = match self.parsed {
+            0 => None,
+            _ => http::find_head_end(rest, self.scanned),
+        };
         let due = end.is_some() || rest.len() > max_head || rest.len() >= 2 * self.parsed;
         if due {
             let window = &rest[..rest.len().min(max_head)];
@@ -904,7 +908,11 @@ mod tests {
         assert!(!busy.conn.wants_read());
         assert_eq!(busy.conn.next(), Next::Continue);
         assert_eq!(busy.responses().len(), 1);
-        assert_eq!(busy.conn.next(), Next::Shutdown, "lingers: input may be unread");
+        assert_eq!(
+            busy.conn.next(),
+            Next::Shutdown,
+            "lingers: input may be unread"
+        );
     }
 
     #[test]

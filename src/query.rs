@@ -31,11 +31,18 @@ pub fn find<'a, const N: usize>(
     keys: [&str; N],
 ) -> Result<[Option<Cow<'a, str>>; N], QueryError> {
     let mut found: [Option<Cow<'a, str>>; N] = std::array::from_fn(|_| None);
-    for pair in query.split('&') {
+    let mut rest = query;
+    while !rest.is_empty() {
+        let (pair, tail) =
+            rest.split_at(rest.bytes().position(|b| b == b'&').unwrap_or(rest.len()));
+        rest = tail.get(1..).unwrap_or("");
         if pair.is_empty() {
             continue;
         }
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = match pair.bytes().position(|b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
         let k = decode(k)?;
         let v = decode(v)?;
         if let Some(i) = keys.iter().position(|key| *key == k) {

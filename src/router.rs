@@ -218,9 +218,12 @@ impl Router {
 /// Splits a request target into path and query, accepting absolute-form
 /// (`http://host/get?name=x`) as RFC 9112 §3.2.2 requires of servers.
 pub fn split_target(target: &str) -> (&str, &str) {
-    let origin = match scheme_rest(target) {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => target,
+    let origin = match target.as_bytes().first() {
+        Some(b'/') => target, // origin-form, the common case
+        _ => match scheme_rest(target) {
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        },
     };
     origin.split_once('?').unwrap_or((origin, ""))
 }
