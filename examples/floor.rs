@@ -131,7 +131,10 @@ fn serve(client: &mut Client, buf: &mut [u8]) -> io::Result<()> {
             .split(|&b| b == b'\n')
             .next()
             .is_some_and(|line| line.ends_with(b"HTTP/1.0\r"));
-        let keep_alive = !http10 || find(head, b"eep-alive").is_some();
+        let keep_alive = !http10
+            || head
+                .windows(10)
+                .any(|w| w.eq_ignore_ascii_case(b"keep-alive"));
         client.output.extend_from_slice(match (http10, keep_alive) {
             (false, _) => ANSWER,
             (true, true) => ANSWER_10,
