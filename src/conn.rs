@@ -152,8 +152,22 @@ impl Conn {
     }
 
     /// The client will send nothing more. What it sent is still answered.
-    pub fn eof(&mut self) {
+    ///
+    /// A head still arriving is shown to httparse only now and then (see `parse_next`), so
+    /// the start of a request held here may already be refusable. It gets its verdict now:
+    /// otherwise a client that half-closes after a bad request would get its `400` or
+    /// nothing, depending on how its bytes happened to be cut into reads.
+    pub fn eof(&mut self, router: &mut Router, now: Instant) {
         self.read_closed = true;
+        if self.state == State::Open
+            && self.body_left == 0
+            && !self.inbuf.is_empty()
+            && self.out.len() < OUTPUT_HIGH_WATER
+        {
+            self.parsed = 0; // due at once
+            self.process_held(router, now);
+            self.update_request_clock(now);
+        }
     }
 
     /// Bytes of input held: the start of a request still arriving, a head whose body is
@@ -634,7 +648,7 @@ mod tests {
         h.conn.linger(h.now);
         h.feed(b"more junk");
         assert!(h.conn.output().is_empty());
-        h.conn.eof();
+        h.conn.eof(&mut h.router, h.now);
         assert_eq!(h.conn.next(), Next::Close);
     }
 
@@ -642,7 +656,7 @@ mod tests {
     fn half_close_still_gets_every_answer() {
         let mut h = Harness::new();
         h.feed(format!("{}{}", get("/inc?name=i"), get("/get?name=i")).as_bytes());
-        h.conn.eof();
+        h.conn.eof(&mut h.router, h.now);
         assert!(!h.conn.wants_read());
         assert_eq!(h.conn.next(), Next::Continue, "answers still to send");
         let r = h.responses();
@@ -655,10 +669,41 @@ mod tests {
     fn half_close_mid_request_closes_without_answer() {
         let mut h = Harness::new();
         h.feed(b"GET /inc?name=i HT");
-        h.conn.eof();
+        h.conn.eof(&mut h.router, h.now);
         assert!(h.drain().is_empty());
         assert_eq!(h.conn.next(), Next::Close);
         assert_eq!(h.router.store.get("i"), Some(0));
+    }
+
+    #[test]
+    fn half_close_after_a_bad_head_gets_its_400_whatever_the_reads() {
+        // Found by fuzzing (fuzz/regressions/connection/half-close-after-unparsed-bad-head):
+        // fed byte by byte, the bad line was never shown to httparse before the half-close.
+        let stream = format!("{}GET \r\n", get("/inc?name=i"));
+        for size in [1, 2, 3, stream.len()] {
+            let mut h = Harness::new();
+            for chunk in stream.as_bytes().chunks(size) {
+                if h.conn.wants_read() {
+                    h.feed(chunk);
+                }
+            }
+            if h.conn.wants_read() {
+                h.conn.eof(&mut h.router, h.now);
+            }
+            let r = h.responses();
+            assert_eq!(r.len(), 2, "reads of {size}");
+            assert_eq!(r[1].status, 400, "reads of {size}");
+            assert!(r[1].head.contains("\r\nConnection: close\r\n"));
+            assert_ne!(h.conn.next(), Next::Continue);
+        }
+        // A request merely cut short is still closed without an answer.
+        let mut h = Harness::new();
+        for b in b"GET /inc?name=i HTTP/1.1\r\nHost: x" {
+            h.feed(std::slice::from_ref(b));
+        }
+        h.conn.eof(&mut h.router, h.now);
+        assert!(h.drain().is_empty());
+        assert_eq!(h.conn.next(), Next::Close);
     }
 
     #[test]

@@ -401,7 +401,7 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
                     assert!(conn.output().is_empty(), "answered while lingering");
                 }
             } else if plan.eof && !eof_sent {
-                conn.eof();
+                conn.eof(&mut router, now);
                 eof_sent = true;
                 progressed = true;
             }

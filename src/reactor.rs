@@ -454,7 +454,7 @@ impl Client {
                 match self.socket.read(read_buf) {
                     Ok(0) => {
                         trace!("{key}: read eof");
-                        self.conn.eof();
+                        self.conn.eof(router, now);
                     }
                     Ok(n) => {
                         trace!("{key}: read {n} bytes");
