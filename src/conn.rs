@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::http::{self, Request};
 use crate::metrics::Timeout;
 use crate::router::Router;
+use crate::store::Counters;
 
 /// Past this much unsent output the connection stops reading (and stops answering what it
 /// has already read) until the client catches up.
@@ -104,7 +105,7 @@ impl Conn {
     }
 
     /// A connection accepted over the cap in `reject` mode: `503`, then close.
-    pub fn rejected(peer: IpAddr, now: Instant, router: &mut Router) -> Conn {
+    pub fn rejected<C: Counters>(peer: IpAddr, now: Instant, router: &mut Router<C>) -> Conn {
         let mut conn = Conn::new(peer, now);
         router.metrics.connections_rejected += 1;
         let retry = Some(("Retry-After", &b"1"[..]));
@@ -134,7 +135,7 @@ impl Conn {
     }
 
     /// Bytes read from the client. Answers are appended to [`Conn::out`].
-    pub fn receive(&mut self, data: &[u8], router: &mut Router, now: Instant) {
+    pub fn receive<C: Counters>(&mut self, data: &[u8], router: &mut Router<C>, now: Instant) {
         if self.state != State::Open {
             return; // closing or lingering: input is discarded
         }
@@ -187,7 +188,7 @@ impl Conn {
 
     /// `n` bytes of [`Conn::output`] reached the socket. Once everything is out, requests
     /// held back by backpressure are answered.
-    pub fn written(&mut self, n: usize, router: &mut Router, now: Instant) {
+    pub fn written<C: Counters>(&mut self, n: usize, router: &mut Router<C>, now: Instant) {
         self.out.drain(..n.min(self.out.len()));
         self.last_progress = now;
         if self.out.is_empty() && !self.inbuf.is_empty() && self.state == State::Open {
@@ -246,7 +247,7 @@ impl Conn {
 
     /// The deadline has passed: answer `408` to a request that is too slow, or give up on a
     /// client that is idle or does not read.
-    pub fn on_timeout(&mut self, router: &mut Router, now: Instant) {
+    pub fn on_timeout<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
         if now < self.deadline(&router.limits) {
             return;
         }
@@ -289,7 +290,7 @@ impl Conn {
     }
 
     /// Processes `inbuf` in place (taken out so that requests can borrow from it).
-    fn process_held(&mut self, router: &mut Router, now: Instant) {
+    fn process_held<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
         let mut buf = mem::take(&mut self.inbuf);
         let used = self.process(&buf, router, now);
         if self.state == State::Open && used < buf.len() {
@@ -299,7 +300,7 @@ impl Conn {
     }
 
     /// Answers every complete request at the start of `buf`; returns the bytes consumed.
-    fn process(&mut self, buf: &[u8], router: &mut Router, now: Instant) -> usize {
+    fn process<C: Counters>(&mut self, buf: &[u8], router: &mut Router<C>, now: Instant) -> usize {
         let mut pos = 0;
         while self.state == State::Open {
             if self.body_left > 0 {
@@ -384,7 +385,13 @@ impl Conn {
         Ok(None)
     }
 
-    fn answer(&mut self, req: &Request<'_>, router: &mut Router, now: Instant, more: bool) {
+    fn answer<C: Counters>(
+        &mut self,
+        req: &Request<'_>,
+        router: &mut Router<C>,
+        now: Instant,
+        more: bool,
+    ) {
         router.handle(req, self.peer, now, &mut self.out);
         self.last_progress = now;
         self.request_started = None;
@@ -395,7 +402,7 @@ impl Conn {
         }
     }
 
-    fn answer_held(&mut self, router: &mut Router, now: Instant) {
+    fn answer_held<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
         let head = mem::take(&mut self.held_head);
         match http::parse(&head) {
             Ok(Some((req, _))) => self.answer(&req, router, now, false),
@@ -404,7 +411,7 @@ impl Conn {
         }
     }
 
-    fn fail(&mut self, err: http::Error, router: &mut Router) {
+    fn fail<C: Counters>(&mut self, err: http::Error, router: &mut Router<C>) {
         log::debug!("{}: {err}", self.peer);
         router.refuse(&mut self.out, err.status(), None, err);
         self.state = State::Closing { linger: true };

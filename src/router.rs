@@ -16,13 +16,15 @@ use crate::http::{self, Framing, HttpDate, Method, Reply, Request};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Route};
 use crate::query;
-use crate::store::{IncError, Store};
+use crate::store::{Counters, IncError, Store};
 
 /// Longest counter name, in bytes (after decoding).
 pub const MAX_NAME: usize = 256;
 
-pub struct Router {
-    pub store: Store,
+pub struct Router<C = Store> {
+    /// The counters: the reactor's own [`Store`], or, in the thread-per-connection twins
+    /// of `examples/`, a handle to one shared behind a lock or a manager thread.
+    pub store: C,
     pub metrics: Metrics,
     pub limiter: Option<RateLimiter>,
     pub date: HttpDate,
@@ -31,8 +33,8 @@ pub struct Router {
     pub work: Duration,
 }
 
-impl Router {
-    pub fn new(store: Store, limits: Limits, date: HttpDate) -> Router {
+impl<C: Counters> Router<C> {
+    pub fn new(store: C, limits: Limits, date: HttpDate) -> Router<C> {
         Router {
             store,
             metrics: Metrics::default(),
@@ -95,7 +97,7 @@ impl Router {
             Route::Set => self.set(query, framing, out),
             Route::Inc => self.inc(query, framing, out),
             Route::Metrics => {
-                let text = self.metrics.render(self.store.len());
+                let text = self.metrics.render(self.store.count());
                 self.reply(out, framing, 200, None, &[text.as_bytes()])
             }
             Route::Other => self.reply(out, framing, 404, None, &[b"404 page not found\n"]),

@@ -17,6 +17,37 @@ pub enum IncError {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// What the router needs of a counter table. [`Store`] is the real one, owned by the
+/// reactor thread; the thread-per-connection twins in `examples/` implement this over a
+/// `Mutex<Store>` or a channel to a manager thread, so that only the concurrency differs.
+pub trait Counters {
+    fn get(&mut self, name: &str) -> Option<i64>;
+    fn set(&mut self, name: &str, val: i64) -> Result<(), Full>;
+    fn inc(&mut self, name: &str) -> Result<i64, IncError>;
+    /// How many counters exist.
+    fn count(&mut self) -> usize;
+    /// The most counters `set` may create.
+    fn max(&self) -> usize;
+}
+
+impl Counters for Store {
+    fn get(&mut self, name: &str) -> Option<i64> {
+        Store::get(self, name)
+    }
+    fn set(&mut self, name: &str, val: i64) -> Result<(), Full> {
+        Store::set(self, name, val)
+    }
+    fn inc(&mut self, name: &str) -> Result<i64, IncError> {
+        Store::inc(self, name)
+    }
+    fn count(&mut self) -> usize {
+        Store::len(self)
+    }
+    fn max(&self) -> usize {
+        Store::max(self)
+    }
+}
+
 pub struct Store {
     counters: HashMap<Box<str>, i64>,
     max: usize,
