@@ -260,6 +260,12 @@ impl Conn {
             .is_some_and(|t| now >= t + router.limits.header_timeout);
         if header_late && self.state == State::Open {
             router.metrics.timeout(Timeout::Header);
+            if router.slow_clients.begins(now) {
+                log::warn!(
+                    "requests not received within --header-timeout, starting with {}: answering 408",
+                    self.peer
+                );
+            }
             self.inbuf = Vec::new();
             self.held_head = Vec::new();
             self.body_left = 0;

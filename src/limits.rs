@@ -88,6 +88,26 @@ fn refill(b: &Bucket, rate: f64, burst: f64, now: Instant) -> f64 {
     (b.tokens + elapsed * rate).min(burst)
 }
 
+/// One warning per episode of a protection firing, never one per refused request: an
+/// episode ends after a quiet spell with no events.
+#[derive(Debug, Default)]
+pub struct Episode {
+    last: Option<Instant>,
+}
+
+impl Episode {
+    pub const QUIET: Duration = Duration::from_secs(10);
+
+    /// Records an event; true if it starts a new episode (and so deserves a warning).
+    pub fn begins(&mut self, now: Instant) -> bool {
+        let new = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::QUIET);
+        self.last = Some(now);
+        new
+    }
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
@@ -189,6 +209,17 @@ mod tests {
         let later = t0 + Duration::from_secs(2);
         assert_eq!(rl.check(ip(9), later), Ok(()));
         assert_eq!(rl.tracked(), 1);
+    }
+
+    #[test]
+    fn one_warning_per_episode() {
+        let t0 = Instant::now();
+        let mut e = Episode::default();
+        assert!(e.begins(t0));
+        for ms in (100..5000).step_by(100) {
+            assert!(!e.begins(t0 + Duration::from_millis(ms)));
+        }
+        assert!(e.begins(t0 + Duration::from_millis(4900) + Episode::QUIET));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::conn::{Conn, Next};
+use crate::limits::Episode;
 use crate::router::Router;
 use crate::timers::{Slot, Timers};
 
@@ -96,6 +97,7 @@ pub struct Reactor {
     rejecting: usize,
     at_cap: bool,
     accept_paused_until: Option<Instant>,
+    accept_trouble: Episode,
     stopping: Option<Instant>,
     started: Instant,
 }
@@ -124,6 +126,7 @@ impl Reactor {
             rejecting: 0,
             at_cap: false,
             accept_paused_until: None,
+            accept_trouble: Episode::default(),
             stopping: None,
             started: Instant::now(),
         })
@@ -262,7 +265,9 @@ impl Reactor {
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued and the
                     // listener stays readable, so retrying now would spin. Pause instead.
-                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    if self.accept_trouble.begins(now) {
+                        warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?} at a time");
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }

@@ -9,11 +9,11 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, warn};
 
 use crate::conn::Limits;
 use crate::http::{self, Framing, HttpDate, Method, Reply, Request};
-use crate::limits::RateLimiter;
+use crate::limits::{Episode, RateLimiter};
 use crate::metrics::{Metrics, Route};
 use crate::query;
 use crate::store::{Counters, IncError, Store};
@@ -31,6 +31,9 @@ pub struct Router<C = Store> {
     pub limits: Limits,
     /// `--work-us`: blocking work per request, a teaching device (see README).
     pub work: Duration,
+    /// Warnings, one per episode: clients rate limited, clients too slow to send a request.
+    pub rate_limiting: Episode,
+    pub slow_clients: Episode,
 }
 
 impl<C: Counters> Router<C> {
@@ -42,6 +45,8 @@ impl<C: Counters> Router<C> {
             date,
             limits,
             work: Duration::ZERO,
+            rate_limiting: Episode::default(),
+            slow_clients: Episode::default(),
         }
     }
 
@@ -79,6 +84,11 @@ impl<C: Counters> Router<C> {
         if let Some(limiter) = &mut self.limiter {
             if let Err(secs) = limiter.check(peer, now) {
                 self.metrics.rate_limited += 1;
+                if self.rate_limiting.begins(now) {
+                    warn!(
+                        "rate limiting clients, starting with {peer} (--rate); see counterd_rate_limited_total"
+                    );
+                }
                 let mut n = itoa::Buffer::new();
                 let retry = Some(("Retry-After", n.format(secs).as_bytes()));
                 return self.reply(out, framing, 429, retry, &[b"too many requests\n"]);
