@@ -130,9 +130,12 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// File descriptors kept back from the connection cap: stdio, epoll, the listener, the
-/// signal pipe, and rejected connections on their way out.
-pub const RESERVED_FDS: u64 = 64;
+/// Connections being refused with `503` at once, on top of the cap.
+pub const REJECT_BUDGET: usize = 64;
+
+/// File descriptors kept back from the connection cap: 32 for stdio, epoll, the listener,
+/// the signal pipe and slack, and one for each connection being refused.
+pub const RESERVED_FDS: u64 = 32 + REJECT_BUDGET as u64;
 
 /// The largest connection cap that `fd_limit` descriptors allow.
 pub fn max_conns_for(fd_limit: u64) -> usize {
@@ -224,7 +227,7 @@ mod tests {
 
     #[test]
     fn fd_budget() {
-        assert_eq!(max_conns_for(1024), 960);
+        assert_eq!(max_conns_for(1024), 928);
         assert_eq!(max_conns_for(10), 1);
     }
 }

@@ -22,7 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::conn::{Conn, Next};
-use crate::limits::Episode;
+use crate::limits::{Episode, REJECT_BUDGET};
 use crate::router::Router;
 use crate::timers::{Slot, Timers};
 
@@ -34,8 +34,6 @@ const READ_BUF: usize = 64 * 1024;
 /// Reads per connection per turn of the loop, so a client that sends and reads as fast as
 /// the loopback allows cannot keep the thread from everyone else.
 const READ_BUDGET: usize = 16;
-/// Connections being refused with `503` at once, on top of the cap.
-const REJECT_BUDGET: usize = 64;
 /// Pause after `EMFILE`/`ENFILE` before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for connections to finish writing.

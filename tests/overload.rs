@@ -302,3 +302,52 @@ fn pipelining_without_reading_is_bounded_and_answered_in_order() {
     eprintln!("RSS after all answers: {after} KiB");
     assert!(after < rss_before + 8 * 1024);
 }
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_pauses_accepting_without_spinning() {
+    // 40 descriptors clamp the cap to 1, while up to 64 connections may be on their way
+    // out with a 503: refusing a crowd runs the process out of descriptors (EMFILE).
+    let counterd = common::server_bin();
+    let args = [
+        "--nofile=40:40",
+        counterd.to_str().unwrap(),
+        "--overload",
+        "reject",
+        "0",
+    ];
+    let server = Server::start_exact(std::path::Path::new("/usr/bin/prlimit"), &args);
+    let mut kept = server.client();
+    kept.get("/get?name=i").assert(200, "i: 0\n");
+    // A crowd that connects and never reads or closes: each is refused and lingers.
+    let crowd: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(server.pid());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 20,
+        "{used} ticks of CPU in 1 s while out of descriptors: spinning?"
+    );
+    kept.get("/get?name=i").assert(200, "i: 0\n");
+    let stderr = server.stderr();
+    assert_eq!(
+        stderr.matches("accept failed").count(),
+        1,
+        "one warning per episode:\n{stderr}"
+    );
+    assert!(stderr.contains("Too many open files"), "{stderr}");
+    drop(crowd);
+    drop(kept);
+    thread::sleep(Duration::from_millis(500));
+    server.get("/inc?name=i").assert(200, "ok\n");
+}
