@@ -115,12 +115,8 @@ impl<C: Counters> Router<C> {
     }
 
     fn get(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let [name] = match query::find(query, ["name"]) {
-            Ok(found) => found,
-            Err(e) => return self.bad_request(out, framing, e),
-        };
-        let name = match valid_name(name) {
-            Ok(name) => name,
+        let (name, _) = match params(query) {
+            Ok(p) => p,
             Err(why) => return self.bad_request(out, framing, why),
         };
         match self.store.get(&name) {
@@ -134,12 +130,8 @@ impl<C: Counters> Router<C> {
     }
 
     fn set(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let [name, val] = match query::find(query, ["name", "val"]) {
-            Ok(found) => found,
-            Err(e) => return self.bad_request(out, framing, e),
-        };
-        let name = match valid_name(name) {
-            Ok(name) => name,
+        let (name, val) = match params(query) {
+            Ok(p) => p,
             Err(why) => return self.bad_request(out, framing, why),
         };
         let Some(val) = val else {
@@ -166,12 +158,8 @@ impl<C: Counters> Router<C> {
     }
 
     fn inc(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let [name] = match query::find(query, ["name"]) {
-            Ok(found) => found,
-            Err(e) => return self.bad_request(out, framing, e),
-        };
-        let name = match valid_name(name) {
-            Ok(name) => name,
+        let (name, _) = match params(query) {
+            Ok(p) => p,
             Err(why) => return self.bad_request(out, framing, why),
         };
         match self.store.inc(&name) {
@@ -246,12 +234,14 @@ fn scheme_rest(target: &str) -> Option<&str> {
     is_http.then_some(rest)
 }
 
-fn valid_name(name: Option<Cow<'_, str>>) -> Result<Cow<'_, str>, &'static str> {
+/// The `name` and `val` of a query; `Err` is the reason for a `400`.
+fn params(query: &str) -> Result<(Cow<'_, str>, Option<Cow<'_, str>>), String> {
+    let [name, val] = query::find(query, ["name", "val"]).map_err(|e| e.to_string())?;
     match name {
-        None => Err("missing name"),
-        Some(n) if n.is_empty() => Err("empty name"),
-        Some(n) if n.len() > MAX_NAME => Err("name longer than 256 bytes"),
-        Some(n) => Ok(n),
+        None => Err("missing name".into()),
+        Some(n) if n.is_empty() => Err("empty name".into()),
+        Some(n) if n.len() > MAX_NAME => Err(format!("name longer than {MAX_NAME} bytes")),
+        Some(n) => Ok((n, val)),
     }
 }
 
