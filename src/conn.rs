@@ -158,7 +158,7 @@ impl Conn {
     /// the start of a request held here may already be refusable. It gets its verdict now:
     /// otherwise a client that half-closes after a bad request would get its `400` or
     /// nothing, depending on how its bytes happened to be cut into reads.
-    pub fn eof(&mut self, router: &mut Router, now: Instant) {
+    pub fn eof<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
         self.read_closed = true;
         if self.state == State::Open
             && self.body_left == 0
