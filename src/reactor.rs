@@ -3,7 +3,7 @@
 //!
 //! One turn of the loop ([`Reactor::run`]):
 //! 1. sleep in `epoll_wait` until readiness or the nearest deadline (the poll timeout);
-//! 2. for each event: accept until `WouldBlock`, or [`Reactor::drive`] one connection —
+//! 2. for each event: accept until `WouldBlock`, or `Reactor::drive` one connection —
 //!    read until `WouldBlock`, hand the bytes to its [`Conn`], write the answers;
 //! 3. fire due deadlines; resume accepting if a connection closed while at the cap.
 //!
