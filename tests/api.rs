@@ -4,70 +4,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::checks::{self, assert_standard_headers};
 use common::{Client, Response, Server};
-
-/// Asserts the headers every answer carries (SPEC "HTTP API" and "HTTP/1.x behaviour").
-#[track_caller]
-fn assert_standard_headers(r: &Response) {
-    assert_eq!(r.version, "HTTP/1.1", "{r:?}");
-    assert_eq!(
-        r.header("Content-Type"),
-        Some("text/plain; charset=utf-8"),
-        "{r:?}"
-    );
-    assert_eq!(r.headers_named("Content-Length").len(), 1, "{r:?}");
-    let date = r.header("Date").unwrap_or_else(|| panic!("no Date: {r:?}"));
-    // IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
-    assert!(
-        date.len() == 29 && date.ends_with(" GMT") && date.as_bytes()[3] == b',',
-        "bad Date {date:?}"
-    );
-    for (name, _) in &r.headers {
-        assert!(
-            is_canonical(name),
-            "header {name:?} is not in canonical case: {:?}",
-            r.raw_head
-        );
-    }
-    for name in ["Content-Type", "Content-Length", "Date"] {
-        assert!(
-            r.raw_head.contains(&format!("\r\n{name}: ")),
-            "{name} not written canonically: {:?}",
-            r.raw_head
-        );
-    }
-}
-
-/// `Content-Length`, `Retry-After`, `Date`: every dash-separated word capitalised.
-fn is_canonical(name: &str) -> bool {
-    name.split('-').all(|w| {
-        let mut cs = w.chars();
-        cs.next().is_some_and(|c| c.is_ascii_uppercase()) && cs.all(|c| !c.is_ascii_uppercase())
-    })
-}
 
 #[test]
 fn the_original_session_byte_for_byte() {
-    let server = Server::start(&[]);
-    let mut c = server.client();
-    for (target, status, body) in [
-        ("/set?name=x&val=0", 200, "ok\n"),
-        ("/get?name=x", 200, "x: 0\n"),
-        ("/inc?name=x", 200, "ok\n"),
-        ("/get?name=x", 200, "x: 1\n"),
-        ("/get?name=i", 200, "i: 0\n"),
-        ("/get?name=j", 200, "j: 0\n"),
-        ("/get?name=y", 404, "y not found\n"),
-    ] {
-        let r = c.get(target);
-        r.assert(status, body);
-        assert_standard_headers(&r);
-        assert_eq!(
-            r.header("Content-Length"),
-            Some(body.len().to_string().as_str())
-        );
-        assert!(!r.closes(), "HTTP/1.1 keep-alive: {r:?}");
-    }
+    checks::original_session(&Server::start(&[]));
 }
 
 #[test]

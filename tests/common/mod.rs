@@ -588,3 +588,5 @@ pub fn get_request(target: &str, version: &str, headers: &[&str]) -> Vec<u8> {
     req.push_str("\r\n");
     req.into_bytes()
 }
+
+pub mod checks;
