@@ -186,12 +186,15 @@ impl Conn {
         }
     }
 
-    /// `n` bytes of [`Conn::output`] reached the socket. Once everything is out, requests
-    /// held back by backpressure are answered.
+    /// `n` bytes of [`Conn::output`] reached the socket. Once the output is below the
+    /// high-water mark again, requests held back by backpressure are answered, before
+    /// [`Conn::wants_read`] lets more input in: otherwise every small read by the client
+    /// would let another full read of requests pile up behind them.
     pub fn written<C: Counters>(&mut self, n: usize, router: &mut Router<C>, now: Instant) {
         self.out.drain(..n.min(self.out.len()));
         self.last_progress = now;
-        if self.out.is_empty() && !self.inbuf.is_empty() && self.state == State::Open {
+        if self.out.len() < OUTPUT_HIGH_WATER && !self.inbuf.is_empty() && self.state == State::Open
+        {
             self.process_held(router, now);
             self.update_request_clock(now);
         }
@@ -851,6 +854,37 @@ mod tests {
         h.feed(&stream.as_bytes()[fed..]);
         answers += h.responses().len();
         assert_eq!(answers, n);
+    }
+
+    #[test]
+    fn a_client_that_reads_a_little_at_a_time_is_not_buffered_without_bound() {
+        // Found by fuzzing (fuzz/regressions/connection/partial-reads-under-backpressure-
+        // grow-input): held-back requests were answered only once the output was empty, but
+        // reading resumed as soon as it fell below the mark, so each small read by the
+        // client let in another full read of requests that then waited in `inbuf`.
+        let mut h = Harness::new();
+        let n = 8000;
+        let stream = get("/get?name=i").repeat(n);
+        let (read, max_head) = (4096, h.router.limits.max_head_bytes);
+        let (mut fed, mut got) = (0, Vec::new());
+        while fed < stream.len() {
+            if h.conn.wants_read() {
+                let end = (fed + read).min(stream.len());
+                h.feed(&stream.as_bytes()[fed..end]);
+                fed = end;
+            } else {
+                let k = h.conn.output().len().min(100);
+                got.extend_from_slice(&h.conn.output()[..k]);
+                h.conn.written(k, &mut h.router, h.now);
+            }
+            assert!(h.conn.out.len() < OUTPUT_HIGH_WATER + 1024);
+            let held = h.conn.buffered_input();
+            assert!(held <= read + max_head, "{held} bytes of input held");
+        }
+        got.extend(h.drain());
+        let r = parse_responses(&got);
+        assert_eq!(r.len(), n);
+        assert!(r.iter().all(|r| r.body == "i: 0\n"));
     }
 
     #[test]
