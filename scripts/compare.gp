@@ -28,6 +28,16 @@ do for [col = 2:4] {
     ymax = STATS_max > ymax ? STATS_max : ymax
     ymin = STATS_min < ymin ? STATS_min : ymin
 }
+pmin = 1e300
+pmax = 0
+do for [col = 5:7] {
+    stats datafile using col nooutput
+    pmax = STATS_max > pmax ? STATS_max : pmax
+    pmin = STATS_min < pmin ? STATS_min : pmin
+}
+# Whole decades around the p99 values, with room for the reference lines.
+pmin = 10 ** floor(log10(work_us > 0 ? (pmin < work_us / 1000.0 ? pmin : work_us / 1000.0) : pmin) - 0.3)
+pmax = 10 ** ceil(log10(pmax) + 0.3)
 
 # Both panels share the margins; the legend sits under them, in screen coordinates.
 set multiplot layout 1,2 title heading font ",16" margins 0.08,0.98,0.27,0.83 spacing 0.09
@@ -60,11 +70,11 @@ if (work_us > 0) {
 set title "p99 latency (lower is better)"
 set ylabel "p99 latency, ms (log scale)"
 set logscale y
-set autoscale y
+set yrange [pmin : pmax]
 set format y "%g"
 unset key
 if (work_us > 0) {
-    set key inside top left box opaque vertical maxrows 2 Left reverse width 0 samplen 2.5 font ",13"
+    set key inside bottom right box opaque vertical maxrows 2 Left reverse width 0 samplen 2.5 font ",13"
     plot datafile using 1:5 with linespoints ls 1 notitle, \
          "" using 1:6 with linespoints ls 2 notitle, \
          "" using 1:7 with linespoints ls 3 notitle, \
