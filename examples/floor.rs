@@ -45,6 +45,7 @@ fn main() -> io::Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut clients: Slab<Client> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(64 * 1024);
 
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
@@ -86,7 +87,7 @@ fn main() -> io::Result<()> {
             let Some(client) = clients.get_mut(key) else {
                 continue;
             };
-            if serve(client, &mut buf).is_err()
+            if serve(client, &mut buf, &mut out).is_err()
                 || (client.close_after_write && client.output.is_empty())
             {
                 clients.remove(key);
@@ -107,26 +108,50 @@ fn main() -> io::Result<()> {
     }
 }
 
-/// Reads until `WouldBlock`, answers every complete head, writes until done or full.
-fn serve(client: &mut Client, buf: &mut [u8]) -> io::Result<()> {
+/// Reads until `WouldBlock`, answering every complete head straight from the read buffer
+/// into `out` (shared by all connections, like counterd's), then writes once. Only a head
+/// cut by a read, or output the socket would not take, is kept per connection.
+fn serve(client: &mut Client, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
     loop {
         match client.socket.read(buf) {
             Ok(0) => {
                 client.close_after_write = true;
                 break;
             }
-            Ok(n) => client.input.extend_from_slice(&buf[..n]),
+            Ok(n) if client.input.is_empty() => {
+                let used = answer(&buf[..n], &mut client.close_after_write, out);
+                client.input.extend_from_slice(&buf[used..n]);
+            }
+            Ok(n) => {
+                client.input.extend_from_slice(&buf[..n]);
+                let used = answer(&client.input, &mut client.close_after_write, out);
+                client.input.drain(..used);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    if client.output.is_empty() {
+        let n = write_some(&mut client.socket, out)?;
+        client.output.extend_from_slice(&out[n..]);
+    } else {
+        client.output.extend_from_slice(out);
+        let n = write_some(&mut client.socket, &client.output)?;
+        client.output.drain(..n);
+    }
+    Ok(())
+}
+
+/// Appends the canned answer for every complete head in `input`; returns the bytes used.
+fn answer(input: &[u8], close: &mut bool, out: &mut Vec<u8>) -> usize {
     let mut start = 0;
-    while !client.close_after_write {
-        let Some(end) = find(&client.input[start..], b"\r\n\r\n") else {
+    while !*close {
+        let Some(len) = head_len(&input[start..]) else {
             break;
         };
-        let head = &client.input[start..start + end];
+        let head = &input[start..start + len];
         let http10 = head
             .split(|&b| b == b'\n')
             .next()
@@ -135,28 +160,41 @@ fn serve(client: &mut Client, buf: &mut [u8]) -> io::Result<()> {
             || head
                 .windows(10)
                 .any(|w| w.eq_ignore_ascii_case(b"keep-alive"));
-        client.output.extend_from_slice(match (http10, keep_alive) {
+        out.extend_from_slice(match (http10, keep_alive) {
             (false, _) => ANSWER,
             (true, true) => ANSWER_10,
             (true, false) => ANSWER_CLOSE,
         });
-        client.close_after_write |= !keep_alive;
-        start += end + 4;
+        *close |= !keep_alive;
+        start += len;
     }
-    client.input.drain(..start);
-    while !client.output.is_empty() {
-        match client.socket.write(&client.output) {
-            Ok(n) => {
-                client.output.drain(..n);
-            }
+    start
+}
+
+/// Length of the head at the start of `buf` up to and including its `\r\n\r\n`.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + off;
+        if nl >= 3 && &buf[nl - 3..=nl] == b"\r\n\r\n" {
+            return Some(nl + 1);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Writes until done or `WouldBlock`; returns how much went out.
+fn write_some(socket: &mut TcpStream, mut data: &[u8]) -> io::Result<usize> {
+    let total = data.len();
+    while !data.is_empty() {
+        match socket.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    Ok(total - data.len())
 }
