@@ -7,6 +7,7 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
+use common::checks;
 use common::{Client, Response, Server, get_request};
 
 /// Sends `raw` on a new connection; asserts the answer has `status` (one of `statuses`),
@@ -135,39 +136,7 @@ fn requests_after_connection_close_are_not_answered() {
 
 #[test]
 fn hundred_pipelined_requests_in_one_write_are_answered_in_order() {
-    let server = Server::start(&[]);
-    let mut c = server.client();
-    let mut sets = Vec::new();
-    for n in 0..100 {
-        sets.extend(get_request(
-            &format!("/set?name=p{n}&val={}", n * n + 7),
-            "HTTP/1.1",
-            &[],
-        ));
-    }
-    c.send(&sets);
-    for n in 0..100 {
-        let r = c.read_response();
-        assert_eq!((r.status, r.text()), (200, "ok\n"), "set {n}");
-    }
-    // Gets in a scrambled order, each with a distinct answer, plus a 404 in the middle.
-    let order: Vec<u32> = (0..100).map(|k| (k * 37 + 11) % 100).collect();
-    let mut gets = Vec::new();
-    for (k, n) in order.iter().enumerate() {
-        gets.extend(get_request(&format!("/get?name=p{n}"), "HTTP/1.1", &[]));
-        if k == 50 {
-            gets.extend(get_request("/get?name=absent", "HTTP/1.1", &[]));
-        }
-    }
-    c.send(&gets);
-    for (k, n) in order.iter().enumerate() {
-        c.read_response()
-            .assert(200, &format!("p{n}: {}\n", n * n + 7));
-        if k == 50 {
-            c.read_response().assert(404, "absent not found\n");
-        }
-    }
-    c.expect_open(Duration::from_millis(100));
+    checks::hundred_pipelined_requests_in_order(&Server::start(&[]));
 }
 
 #[test]

@@ -194,32 +194,7 @@ fn keep_alive_and_close(name: &str) {
 }
 
 fn pipelining(name: &str) {
-    let server = start(name, &[]);
-    let mut c = server.client();
-    let mut sets = Vec::new();
-    for n in 0..100 {
-        sets.extend(get_request(
-            &format!("/set?name=p{n}&val={}", n * n + 7),
-            "HTTP/1.1",
-            &[],
-        ));
-    }
-    c.send(&sets);
-    for n in 0..100 {
-        let r = c.read_response();
-        assert_eq!((r.status, r.text()), (200, "ok\n"), "set {n}");
-    }
-    let order: Vec<u32> = (0..100).map(|k| (k * 37 + 11) % 100).collect();
-    let mut gets = Vec::new();
-    for n in &order {
-        gets.extend(get_request(&format!("/get?name=p{n}"), "HTTP/1.1", &[]));
-    }
-    c.send(&gets);
-    for n in &order {
-        c.read_response()
-            .assert(200, &format!("p{n}: {}\n", n * n + 7));
-    }
-    c.expect_open(Duration::from_millis(100));
+    checks::hundred_pipelined_requests_in_order(&start(name, &[]));
 }
 
 /// Backpressure on a blocking socket: the twin blocks in `write` while the client does not

@@ -3,8 +3,9 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
-use super::{Client, Response, Server};
+use super::{Client, Response, Server, get_request};
 
 /// Asserts the headers every answer carries (SPEC "HTTP API" and "HTTP/1.x behaviour").
 #[track_caller]
@@ -174,4 +175,41 @@ pub fn concurrent_set_and_get_never_cross_answers(server: &Server) {
             .get(&format!("/get?name=own{t}"))
             .assert(200, &format!("own{t}: {v}\n"));
     }
+}
+
+/// 100 pipelined sets in one write, then 100 gets in a scrambled order with a 404 in the
+/// middle, in one write: every answer comes back, in order, and the connection stays open.
+pub fn hundred_pipelined_requests_in_order(server: &Server) {
+    let mut c = server.client();
+    let mut sets = Vec::new();
+    for n in 0..100 {
+        sets.extend(get_request(
+            &format!("/set?name=p{n}&val={}", n * n + 7),
+            "HTTP/1.1",
+            &[],
+        ));
+    }
+    c.send(&sets);
+    for n in 0..100 {
+        let r = c.read_response();
+        assert_eq!((r.status, r.text()), (200, "ok\n"), "set {n}");
+    }
+    // Gets in a scrambled order, each with a distinct answer, plus a 404 in the middle.
+    let order: Vec<u32> = (0..100).map(|k| (k * 37 + 11) % 100).collect();
+    let mut gets = Vec::new();
+    for (k, n) in order.iter().enumerate() {
+        gets.extend(get_request(&format!("/get?name=p{n}"), "HTTP/1.1", &[]));
+        if k == 50 {
+            gets.extend(get_request("/get?name=absent", "HTTP/1.1", &[]));
+        }
+    }
+    c.send(&gets);
+    for (k, n) in order.iter().enumerate() {
+        c.read_response()
+            .assert(200, &format!("p{n}: {}\n", n * n + 7));
+        if k == 50 {
+            c.read_response().assert(404, "absent not found\n");
+        }
+    }
+    c.expect_open(Duration::from_millis(100));
 }
