@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -200,21 +199,7 @@ fn pipelining(name: &str) {
 /// Backpressure on a blocking socket: the twin blocks in `write` while the client does not
 /// read, stops reading, and carries on once the client reads.
 fn pipelined_flood_without_reading(name: &str) {
-    let server = start(name, &[]);
-    let mut c = server.client();
-    c.get("/set?name=f&val=0").assert(200, "ok\n");
-    const N: usize = 20_000;
-    let one = get_request("/inc?name=f", "HTTP/1.1", &[]);
-    let raw: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
-    let mut writer = c.stream.try_clone().unwrap();
-    let t = thread::spawn(move || writer.write_all(&raw));
-    thread::sleep(Duration::from_millis(300));
-    for n in 0..N {
-        let r = c.read_response();
-        assert_eq!((r.status, r.text()), (200, "ok\n"), "answer {n}");
-    }
-    t.join().unwrap().expect("requests written");
-    c.get("/get?name=f").assert(200, &format!("f: {N}\n"));
+    checks::pipelined_flood_without_reading(&start(name, &[]));
 }
 
 fn trickled_and_half_closed_input(name: &str) {

@@ -1,6 +1,7 @@
 //! Checks shared by more than one test file: the ones counterd and the thread-per-connection
 //! twins of `examples/` must all pass (see `tests/twins.rs`). Each takes a running server.
 
+use std::io::Write;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -212,4 +213,23 @@ pub fn hundred_pipelined_requests_in_order(server: &Server) {
         }
     }
     c.expect_open(Duration::from_millis(100));
+}
+
+/// 20,000 pipelined incs written by a thread while nobody reads: the server holds off (it
+/// must not buffer without bound), then every answer arrives once the client reads.
+pub fn pipelined_flood_without_reading(server: &Server) {
+    let mut c = server.client();
+    c.get("/set?name=f&val=0").assert(200, "ok\n");
+    const N: usize = 20_000;
+    let one = get_request("/inc?name=f", "HTTP/1.1", &[]);
+    let raw: Vec<u8> = one.iter().copied().cycle().take(one.len() * N).collect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let t = thread::spawn(move || writer.write_all(&raw));
+    thread::sleep(Duration::from_millis(300));
+    for n in 0..N {
+        let r = c.read_response();
+        assert_eq!((r.status, r.text()), (200, "ok\n"), "answer {n}");
+    }
+    t.join().unwrap().expect("requests written");
+    c.get("/get?name=f").assert(200, &format!("f: {N}\n"));
 }
