@@ -72,18 +72,6 @@ print(f"{scenario}\t{impl}\t{rnd}\t{rps}\t{pct['50']}\t{pct['99']}\t{n}")
 PY
 }
 
-# check_count URL COMPLETED SLACK: the counter is at least COMPLETED and at most SLACK more
-# (wrk stops with requests in flight that the server may have counted).
-check_count() {
-    local got
-    got=$(curl -sf "$1/get?name=i" | sed 's/^i: //')
-    if [ "$got" -lt "$2" ] || [ "$got" -gt $(($2 + $3)) ]; then
-        echo "FAIL: counter is $got after $2 completed requests" >&2
-        exit 1
-    fi
-}
-
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 for round in $(seq "$rounds"); do
     for impl in counterd floor; do
@@ -91,7 +79,7 @@ for round in $(seq "$rounds"); do
         start_server url 0 "${bin[$impl]}"
         pid=$LAST_SERVER_PID
         reset() { [ "$impl" = floor ] || curl -sf "$url/set?name=i&val=0" >/dev/null; }
-        verify() { [ "$impl" = floor ] || check_count "$url" "$1" "$2"; }
+        verify() { [ "$impl" = floor ] || check_count "$url" i "$1" "$2"; }
 
         reset; done=$(wrk_run "wrk -c10" "$impl" "$url/inc?name=i" 10); verify "$done" 10
         reset; done=$(wrk_run "wrk -c200" "$impl" "$url/inc?name=i" 200); verify "$done" 200

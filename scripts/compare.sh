@@ -56,18 +56,6 @@ work=$(mktemp -d)
 trap 'cleanup_servers; rm -rf "$work"' EXIT
 rows=$work/rows.tsv
 load() { taskset -c "$load_cpus" "$@"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-
-# check_count URL NAME COMPLETED SLACK: the counter NAME is at least COMPLETED and at most
-# SLACK more (wrk stops with requests in flight, which the server may still count).
-check_count() {
-    local got
-    got=$(curl -sf "$1/get?name=$2" | sed "s/^$2: //")
-    if [ "$got" -lt "$3" ] || [ "$got" -gt $(($3 + $4)) ]; then
-        echo "FAIL: $model: counter $2 is $got after $3 completed requests" >&2
-        exit 1
-    fi
-}
 
 # idle_rss URL PID: sets kib to the KiB of RSS per connection while IDLE_CONNS keep-alive
 # connections (one request each) are open.

@@ -61,3 +61,17 @@ stop_server() {
     for p in "${SERVER_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
     SERVER_PIDS=("${keep[@]+"${keep[@]}"}")
 }
+
+# rss_kib PID: resident memory of a process, in KiB.
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# check_count URL NAME COMPLETED SLACK: the counter NAME is at least COMPLETED and at most
+# SLACK more (wrk stops with requests in flight, which the server may still count).
+check_count() {
+    local got
+    got=$(curl -sf "$1/get?name=$2" | sed "s/^$2: //")
+    if [ "$got" -lt "$3" ] || [ "$got" -gt $(($3 + $4)) ]; then
+        echo "FAIL: counter $2 at $1 is $got after $3 completed requests" >&2
+        exit 1
+    fi
+}
