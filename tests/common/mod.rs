@@ -88,13 +88,7 @@ impl Server {
 
     /// Starts `bin` with exactly `args` (no port added).
     pub fn start_exact(bin: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut child = spawn_piped(bin, args);
         let stderr = Captured::default();
         let mut drains = vec![drain(child.stderr.take().unwrap(), stderr.clone())];
 
@@ -250,15 +244,20 @@ pub fn parse_banner(line: &str) -> Option<SocketAddr> {
     (addr.port() != 0).then_some(addr)
 }
 
-/// Runs `bin args` to completion (for `--help` and bad flags), killing it after `timeout`.
-pub fn run_bin(bin: &Path, args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(bin)
+/// Starts `bin args` with stdin closed and stdout and stderr piped.
+fn spawn_piped(bin: &Path, args: &[&str]) -> Child {
+    Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+}
+
+/// Runs `bin args` to completion (for `--help` and bad flags), killing it after `timeout`.
+pub fn run_bin(bin: &Path, args: &[&str], timeout: Duration) -> Output {
+    let mut child = spawn_piped(bin, args);
     let out = Captured::default();
     let err = Captured::default();
     let t1 = drain(child.stdout.take().unwrap(), out.clone());
