@@ -17,6 +17,9 @@ Arguments:
 
 Options:
       --bind ADDR              address to listen on, IPv4 or IPv6 [default: 127.0.0.1]
+      --backlog N              listen backlog: where clients wait at the cap and in bursts
+                               of new connections (the kernel caps it at
+                               net.core.somaxconn) [default: 1024]
       --max-conns N            cap on open client connections [default: 10000]
       --overload queue|reject  at the cap: leave new clients in the listen backlog (queue)
                                or answer them 503 (reject) [default: queue]
@@ -41,6 +44,7 @@ Logs go to stderr; RUST_LOG=trace logs every readiness event. The only line on s
 pub struct Options {
     pub port: u16,
     pub bind: IpAddr,
+    pub backlog: u32,
     pub max_conns: usize,
     pub overload: Overload,
     pub rate: Option<f64>,
@@ -58,6 +62,7 @@ impl Default for Options {
         Options {
             port: 8000,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            backlog: 1024,
             max_conns: 10_000,
             overload: Overload::Queue,
             rate: None,
@@ -116,12 +121,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                     s.parse().ok()
                 })?
             }
+            Long("backlog") => {
+                o.backlog = value(
+                    &mut p,
+                    "--backlog",
+                    "a whole number from 1 to 65535",
+                    within(1, 65_535),
+                )?
+            }
             Long("max-conns") => {
                 o.max_conns = value(
                     &mut p,
                     "--max-conns",
-                    "a whole number of at least 1",
-                    at_least(1),
+                    "a whole number from 1 to 1000000",
+                    within(1, MAX_CONNS),
                 )?
             }
             Long("overload") => {
@@ -135,39 +148,49 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                 o.rate = Some(value(
                     &mut p,
                     "--rate",
-                    "a number of requests per second above 0",
-                    |s| s.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0),
+                    "a number of requests per second above 0, at most 1e9",
+                    |s| s.parse::<f64>().ok().filter(|r| *r > 0.0 && *r <= 1e9),
                 )?)
             }
             Long("burst") => {
-                o.burst = Some(value(&mut p, "--burst", "a number of at least 1", |s| {
-                    s.parse::<f64>().ok().filter(|b| b.is_finite() && *b >= 1.0)
+                o.burst = Some(value(&mut p, "--burst", "a number from 1 to 1e9", |s| {
+                    s.parse::<f64>().ok().filter(|b| (1.0..=1e9).contains(b))
                 })?)
             }
             Long("idle-timeout") => {
-                o.idle_timeout = value(&mut p, "--idle-timeout", "seconds above 0", secs)?
+                o.idle_timeout = value(&mut p, "--idle-timeout", SECS_WANTED, secs)?
             }
             Long("header-timeout") => {
-                o.header_timeout = value(&mut p, "--header-timeout", "seconds above 0", secs)?
+                o.header_timeout = value(&mut p, "--header-timeout", SECS_WANTED, secs)?
             }
             Long("max-header-bytes") => {
                 o.max_header_bytes = value(
                     &mut p,
                     "--max-header-bytes",
-                    "a whole number of at least 64",
-                    at_least(64),
+                    "a whole number from 64 to 1048576",
+                    within(64, MAX_HEADER_BYTES),
                 )?
             }
             Long("max-counters") => {
-                o.max_counters = value(&mut p, "--max-counters", "a whole number", at_least(0))?
+                o.max_counters = value(
+                    &mut p,
+                    "--max-counters",
+                    "a whole number from 0 to 100000000",
+                    within(0, MAX_COUNTERS),
+                )?
             }
             Long("work-us") => {
-                o.work = value(&mut p, "--work-us", "a whole number of microseconds", |s| {
-                    s.parse::<u64>()
-                        .ok()
-                        .filter(|n| *n <= 10_000_000)
-                        .map(Duration::from_micros)
-                })?
+                o.work = value(
+                    &mut p,
+                    "--work-us",
+                    "microseconds from 0 to 10000000",
+                    |s| {
+                        s.parse::<u64>()
+                            .ok()
+                            .filter(|n| *n <= 10_000_000)
+                            .map(Duration::from_micros)
+                    },
+                )?
             }
             Value(v) if !port_seen => {
                 port_seen = true;
@@ -196,13 +219,25 @@ fn value<T>(
     conv(&s).ok_or_else(|| Error(format!("invalid value '{s}' for {flag}: want {want}")))
 }
 
-fn at_least(min: usize) -> impl Fn(&str) -> Option<usize> {
-    move |s| s.parse::<usize>().ok().filter(|n| *n >= min)
+/// Upper bounds: each is far beyond any real use, and small enough that every sum and
+/// product the server makes of it stays representable.
+const MAX_CONNS: usize = 1_000_000;
+const MAX_HEADER_BYTES: usize = 1 << 20;
+const MAX_COUNTERS: usize = 100_000_000;
+/// A year: any timeout the clock can add to `now` without overflowing.
+const MAX_SECS: f64 = 365.0 * 86_400.0;
+const SECS_WANTED: &str = "seconds above 0, at most 31536000 (a year)";
+
+fn within<T: std::str::FromStr + PartialOrd>(min: T, max: T) -> impl Fn(&str) -> Option<T> {
+    move |s| s.parse::<T>().ok().filter(|n| *n >= min && *n <= max)
 }
 
 fn secs(s: &str) -> Option<Duration> {
-    let v = s.parse::<f64>().ok().filter(|v| *v > 0.0)?;
-    Duration::try_from_secs_f64(v).ok()
+    let v = s
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v <= MAX_SECS)?;
+    Some(Duration::from_secs_f64(v).max(Duration::from_micros(1)))
 }
 
 #[cfg(test)]
@@ -283,7 +318,24 @@ mod tests {
             &["--idle-timeout", "0"],
             &["--header-timeout", "-1"],
             &["--max-header-bytes", "10"],
+            &["--max-header-bytes", "99999999999"],
+            &["--max-header-bytes", "1048577"],
+            &["--idle-timeout", "1e19"],
+            &["--idle-timeout", "inf"],
+            &["--idle-timeout", "nan"],
+            &["--header-timeout", "31536001"],
+            &["--max-conns", "1000001"],
+            &["--max-conns", "99999999999999999999999"],
+            &["--max-counters", "100000001"],
+            &["--rate", "inf"],
+            &["--rate", "1e10"],
+            &["--rate", "1", "--burst", "inf"],
+            &["--work-us", "10000001"],
+            &["--backlog", "0"],
+            &["--backlog", "65536"],
+            &["--backlog", "-5"],
             &["--nope"],
+            &["--bind", "127.0.0.1:80"],
             &["--bind"],
         ] {
             assert!(run(args).is_err(), "{args:?} should be refused");
@@ -293,6 +345,43 @@ mod tests {
                 .unwrap_err()
                 .contains("--max-conns")
         );
+    }
+
+    #[test]
+    fn the_largest_values_are_accepted() {
+        let o = run(&[
+            "--backlog",
+            "65535",
+            "--max-conns",
+            "1000000",
+            "--idle-timeout",
+            "31536000",
+            "--header-timeout",
+            "1e-9",
+            "--max-header-bytes",
+            "1048576",
+            "--max-counters",
+            "100000000",
+            "--rate",
+            "1e9",
+            "--burst",
+            "1e9",
+            "--work-us",
+            "10000000",
+        ])
+        .unwrap();
+        assert_eq!(o.backlog, 65_535);
+        assert_eq!(o.idle_timeout, Duration::from_secs(31_536_000));
+        assert_eq!(o.header_timeout, Duration::from_micros(1));
+        assert_eq!(o.max_header_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn every_refusal_names_its_flag_and_what_it_wants() {
+        let e = run(&["--idle-timeout", "1e19"]).unwrap_err();
+        assert!(e.contains("--idle-timeout") && e.contains("a year"), "{e}");
+        let e = run(&["--backlog", "0"]).unwrap_err();
+        assert!(e.contains("--backlog") && e.contains("65535"), "{e}");
     }
 
     #[test]

@@ -288,3 +288,87 @@ fn verbose_logs_requests_to_stderr_only() {
     );
     assert_eq!(server.stdout_after_banner(), "");
 }
+
+/// Every flag at and past the edges of its range: past them, exit 2 with a message that
+/// names the flag; at them, a server that serves, survives odd clients, and stops cleanly.
+/// Nothing a command line says may panic the process later (`--idle-timeout 1e19` once
+/// did, at the first connection, adding the timeout to the clock).
+#[test]
+fn no_flag_value_makes_the_server_panic() {
+    for args in [
+        &["--idle-timeout", "1e19"][..],
+        &["--idle-timeout", "inf"],
+        &["--idle-timeout", "nan"],
+        &["--idle-timeout", "-0"],
+        &["--header-timeout", "1e400"],
+        &["--header-timeout", "31536001"],
+        &["--max-header-bytes", "99999999999"],
+        &["--max-header-bytes", "1048577"],
+        &["--max-header-bytes", "63"],
+        &["--max-conns", "18446744073709551616"],
+        &["--max-conns", "1000001"],
+        &["--max-counters", "100000001"],
+        &["--rate", "1e10"],
+        &["--rate", "inf"],
+        &["--rate", "-1"],
+        &["--rate", "1", "--burst", "1e10"],
+        &["--rate", "1", "--burst", "nan"],
+        &["--work-us", "10000001"],
+        &["--work-us", "-1"],
+        &["--backlog", "0"],
+        &["--backlog", "65536"],
+        &["--backlog", "4294967296"],
+        &["--bind", "::1::"],
+        &["99999"],
+    ] {
+        let out = run_bin(&server_bin(), args, EXIT_WAIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let named = args
+            .iter()
+            .any(|a| a.starts_with("--") && stderr.contains(a));
+        assert!(named || args[0] == "99999", "{args:?}: {stderr}");
+    }
+    for args in [
+        &["--idle-timeout", "31536000", "--header-timeout", "31536000"][..],
+        &["--idle-timeout", "1e-9", "--header-timeout", "1e-9"],
+        &["--max-header-bytes", "64"],
+        &["--max-header-bytes", "1048576"],
+        &["--max-conns", "1"],
+        &["--max-conns", "1000000"],
+        &["--max-counters", "0"],
+        &["--max-counters", "100000000"],
+        &["--rate", "1e-300"],
+        &["--rate", "1e9", "--burst", "1e9"],
+        &["--backlog", "1"],
+        &["--backlog", "65535"],
+        &["--overload", "reject", "--max-conns", "1"],
+    ] {
+        let mut server = Server::start(args);
+        for raw in [
+            &b"GET /inc?name=i HTTP/1.1\r\n\r\n"[..],
+            b"GET /set?name=new&val=1 HTTP/1.1\r\n\r\n",
+            b"GET /inc?name=i HTTP/1.1\r\n\r\nGET /get?name=i HTTP/1.1\r\n\r\n",
+            b"GET /get?name=i HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+            b"GET /inc?name=i HT",
+            b"BAD\r\n\r\n",
+        ] {
+            // The answer may be anything the flags call for, or a close: only the server's
+            // survival is asserted here.
+            if let Ok(mut s) = std::net::TcpStream::connect(server.addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = s.write_all(raw);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            }
+        }
+        thread::sleep(Duration::from_millis(20)); // let every timer fire
+        assert!(server.is_running(), "{args:?}: {}", server.stderr());
+        server.signal("TERM").unwrap();
+        let status = server.wait_exit(EXIT_WAIT).expect("server exits");
+        let stderr = server.stderr();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
