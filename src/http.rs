@@ -46,6 +46,8 @@ pub enum Error {
     HeadTooLarge,
     TooManyHeaders,
     UnsupportedVersion,
+    /// Lines ending in CRLF and in bare LF in one head (see `mixes_line_ends`).
+    MixedLineEnds,
     /// The head ended but could not be parsed as one (should not happen with httparse).
     Garbled,
 }
@@ -57,6 +59,7 @@ impl Error {
             | Error::BadContentLength
             | Error::ConflictingContentLength
             | Error::TransferEncodingAndLength
+            | Error::MixedLineEnds
             | Error::Garbled => 400,
             Error::BodyTooLarge => 413,
             Error::HeadTooLarge | Error::TooManyHeaders => 431,
@@ -80,6 +83,7 @@ impl fmt::Display for Error {
             Error::HeadTooLarge => f.write_str("request head too large"),
             Error::TooManyHeaders => write!(f, "more than {MAX_HEADERS} header fields"),
             Error::UnsupportedVersion => f.write_str("only HTTP/1.0 and HTTP/1.1 are supported"),
+            Error::MixedLineEnds => f.write_str("request head mixes CRLF and bare LF line ends"),
             Error::Garbled => f.write_str("request head not understood"),
         }
     }
@@ -95,14 +99,21 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, Error> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyHeaders),
-        Err(httparse::Error::Version) if looks_like_a_version(buf) => {
-            return Err(Error::UnsupportedVersion);
+        Err(httparse::Error::Version) => {
+            return match version_shape(buf) {
+                Shape::WellFormed => Err(Error::UnsupportedVersion),
+                Shape::Unfinished => Ok(None),
+                Shape::Malformed => Err(Error::Malformed(httparse::Error::Version)),
+            };
         }
         Err(e) => return Err(Error::Malformed(e)),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Ok(None); // unreachable for a complete head; treated as "need more"
     };
+    if mixes_line_ends(&buf[..head_len]) {
+        return Err(Error::MixedLineEnds);
+    }
 
     let mut content_length = None;
     let mut transfer_encoding = false;
@@ -166,17 +177,54 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
     }))
 }
 
+#[derive(Debug, PartialEq)]
+enum Shape {
+    /// `HTTP/DIGIT.DIGIT` and the end of the line: a version we do not speak (505).
+    WellFormed,
+    /// So far a prefix of `HTTP/DIGIT.DIGIT`: the verdict waits for more bytes.
+    Unfinished,
+    /// Not a version at all, like `HTTP/1.x` or `HTTP/11` (400).
+    Malformed,
+}
+
 /// httparse says "bad version" both for `HTTP/2.0` (well-formed, unsupported: 505) and for
-/// a request line that is garbage (400). A version that starts `HTTP/` and a digit counts
-/// as well-formed. Only bytes up to where httparse stopped are looked at, so the verdict is
-/// the same whatever follows.
-fn looks_like_a_version(buf: &[u8]) -> bool {
+/// a version that is garbage (400), and says it as soon as it meets the first unexpected
+/// byte. Telling the two apart may need the rest of the line; until it is here the answer
+/// is "not yet", so a verdict on a prefix never changes as more bytes arrive.
+fn version_shape(buf: &[u8]) -> Shape {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
     let Some(version) = line.splitn(3, |&b| b == b' ').nth(2) else {
+        return Shape::Malformed;
+    };
+    const PATTERN: &[u8] = b"HTTP/0.0";
+    let fits = |(i, &b): (usize, &u8)| match PATTERN[i] {
+        b'0' => b.is_ascii_digit(),
+        p => b == p,
+    };
+    if version.len() > PATTERN.len() || !version.iter().enumerate().all(fits) {
+        Shape::Malformed
+    } else if version.len() == PATTERN.len() && line_end.is_some() {
+        Shape::WellFormed
+    } else if line_end.is_some() {
+        Shape::Malformed
+    } else {
+        Shape::Unfinished
+    }
+}
+
+/// A head whose lines end in CRLF and bare LF both. Either alone is fine (bare LF is what
+/// people type into `nc`), but a mix is the request-smuggling shape of llhttp's
+/// CVE-2022-35256: a front end that only honours CRLF sees one header where we would see
+/// two, and a request hidden in it.
+fn mixes_line_ends(head: &[u8]) -> bool {
+    let mut lines = head.iter().enumerate().filter(|&(_, &b)| b == b'\n');
+    let crlf = |i: usize| i > 0 && head[i - 1] == b'\r';
+    let Some((first, _)) = lines.next() else {
         return false;
     };
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', d, ..] if d.is_ascii_digit())
+    let want = crlf(first);
+    lines.any(|(i, _)| crlf(i) != want)
 }
 
 /// Finds the end of a request head (just past the empty line) in `buf`, starting the search
@@ -485,14 +533,53 @@ mod tests {
 
     #[test]
     fn versions() {
+        // Well-formed (HTTP/DIGIT.DIGIT), but not a version we speak.
         assert_eq!(err(b"GET / HTTP/2.0\r\n\r\n"), 505);
         assert_eq!(err(b"GET / HTTP/1.2\r\n\r\n"), 505);
-        assert_eq!(err(b"GET / HTTP/3\r\n\r\n"), 505);
-        assert_eq!(err(b"GET / HTTP/x.y\r\n\r\n"), 400);
-        assert_eq!(err(b"GET / HTTX/1.1\r\n\r\n"), 400);
-        // The verdict depends only on the bytes up to the error, not on what follows.
-        assert_eq!(err(b"GET / HTTP/2"), 505);
-        assert_eq!(err(b"GET / HTTP/2 trailing junk\r\n\r\n"), 505);
+        assert_eq!(err(b"GET / HTTP/9.9\n\n"), 505);
+        // Not a version at all.
+        for bad in [
+            &b"GET / HTTP/1.x\r\n\r\n"[..],
+            b"GET / HTTP/11\r\n\r\n",
+            b"GET / HTTP/3\r\n\r\n",
+            b"GET / HTTP/x.y\r\n\r\n",
+            b"GET / HTTX/1.1\r\n\r\n",
+            b"GET / HTTP/2.00\r\n\r\n",
+            b"GET / HTTP/2 trailing junk\r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/1.x",
+        ] {
+            assert_eq!(err(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // Until the line ends, `HTTP/2` may still become `HTTP/2.0`: no verdict yet, and
+        // the verdict once it comes is the one the whole line gets.
+        for partial in [&b"GET / HTTP/2"[..], b"GET / HTTP/2.", b"GET / HTTP/2.0"] {
+            assert_eq!(parse(partial), Ok(None));
+        }
+        assert_eq!(err(b"GET / HTTP/2.0\r"), 505);
+    }
+
+    #[test]
+    fn line_ends() {
+        // All CRLF, or all bare LF (typed into nc): fine.
+        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").1, 27);
+        assert_eq!(ok(b"GET / HTTP/1.1\nHost: x\n\n").1, 24);
+        // A mix is the smuggling shape of llhttp's CVE-2022-35256.
+        let smuggle =
+            b"GET / HTTP/1.1\r\nDummy: x\nContent-Length: 23\r\n\r\nGET / HTTP/1.1\r\nX: \r\n\r\n";
+        assert_eq!(err(smuggle), 400);
+        for mixed in [
+            &b"GET / HTTP/1.1\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\n\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+            b"GET / HTTP/1.1\r\n\n",
+        ] {
+            assert_eq!(err(mixed), 400, "{:?}", String::from_utf8_lossy(mixed));
+        }
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n").unwrap_err(),
+            Error::MixedLineEnds
+        );
     }
 
     #[test]

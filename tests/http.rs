@@ -279,6 +279,45 @@ fn malformed_request_lines_are_400() {
 }
 
 #[test]
+fn a_version_that_is_not_digit_dot_digit_is_400_and_a_foreign_one_505() {
+    let server = Server::start(&[]);
+    for raw in [
+        &b"GET / HTTP/1.x\r\n\r\n"[..],
+        b"GET / HTTP/11\r\n\r\n",
+        b"GET / HTTP/2\r\n\r\n",
+        b"GET / HTTP/1.1.1\r\n\r\n",
+    ] {
+        refused(&server, raw, &[400]);
+    }
+    for raw in [&b"GET / HTTP/2.0\r\n\r\n"[..], b"GET / HTTP/1.2\r\n\r\n"] {
+        refused(&server, raw, &[505]);
+    }
+}
+
+#[test]
+fn a_head_mixing_crlf_and_bare_lf_is_400_and_hides_no_request() {
+    // llhttp's CVE-2022-35256: a front end that ends lines only at CRLF reads `Dummy` as
+    // one header and forwards the `GET /inc` as a body; whoever splits at bare LF as well
+    // sees a Content-Length and then runs a second, hidden request.
+    let server = Server::start(&[]);
+    let hidden = b"GET /inc?name=i HTTP/1.1\r\n\r\n";
+    let mut raw = format!(
+        "GET /get?name=i HTTP/1.1\r\nDummy: x\nContent-Length: {}\r\n\r\n",
+        hidden.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(hidden);
+    refused(&server, &raw, &[400]);
+    refused(&server, b"GET /get?name=i HTTP/1.1\r\nHost: x\n\n", &[400]);
+    server.get("/get?name=i").assert(200, "i: 0\n");
+    // A head of bare LFs only, as typed into nc, is served.
+    let mut c = server.client();
+    c.send(b"GET /inc?name=i HTTP/1.1\nHost: x\n\n");
+    c.read_response().assert(200, "ok\n");
+    server.get("/get?name=i").assert(200, "i: 1\n");
+}
+
+#[test]
 fn bad_headers_are_400() {
     let server = Server::start(&[]);
     for raw in [
