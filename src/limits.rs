@@ -130,20 +130,39 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// Connections being refused with `503` at once, on top of the cap.
-pub const REJECT_BUDGET: usize = 64;
+/// How `fd_limit` descriptors are shared out: connections under the cap, connections
+/// being refused with `503` (in `reject` mode only), and a small fixed reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// The largest connection cap the descriptors allow.
+    pub max_conns: usize,
+    /// Connections being refused with `503` at once, on top of the cap.
+    pub reject_budget: usize,
+}
 
-/// File descriptors kept back from the connection cap: 32 for stdio, epoll, the listener,
-/// the signal pipe and slack, and one for each connection being refused.
-pub const RESERVED_FDS: u64 = 32 + REJECT_BUDGET as u64;
+/// Descriptors kept back for stdio, epoll, the listener, the signal pipe, the journal and
+/// slack (Redis keeps 32), but never more than half: under a low limit at least half
+/// the descriptors still serve connections.
+pub const RESERVED_FDS: u64 = 32;
+/// The most connections refused with `503` at once.
+pub const MAX_REJECT_BUDGET: usize = 64;
 
-/// The largest connection cap that `fd_limit` descriptors allow.
-pub fn max_conns_for(fd_limit: u64) -> usize {
-    fd_limit
-        .saturating_sub(RESERVED_FDS)
-        .max(1)
-        .try_into()
-        .unwrap_or(usize::MAX)
+impl FdBudget {
+    /// `reject`: whether connections over the cap are accepted to be refused (they hold a
+    /// descriptor while their `503` goes out), or left in the listen backlog (they hold none).
+    pub fn new(fd_limit: u64, reject: bool) -> FdBudget {
+        let reserve = RESERVED_FDS.min(fd_limit / 2);
+        let available = usize::try_from(fd_limit - reserve).unwrap_or(usize::MAX);
+        let reject_budget = if reject {
+            MAX_REJECT_BUDGET.min(available / 4)
+        } else {
+            0
+        };
+        FdBudget {
+            max_conns: (available - reject_budget).max(1),
+            reject_budget,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +246,27 @@ mod tests {
 
     #[test]
     fn fd_budget() {
-        assert_eq!(max_conns_for(1024), 928);
-        assert_eq!(max_conns_for(10), 1);
+        let budget = |fds, reject| {
+            let b = FdBudget::new(fds, reject);
+            (b.max_conns, b.reject_budget)
+        };
+        // queue mode never sends a 503, so it keeps nothing back for them.
+        assert_eq!(budget(1024, false), (992, 0));
+        assert_eq!(budget(1024, true), (928, 64));
+        // A low limit: half the descriptors still serve connections.
+        assert_eq!(budget(64, false), (32, 0));
+        assert_eq!(budget(64, true), (24, 8));
+        assert_eq!(budget(10, false), (5, 0));
+        assert_eq!(budget(10, true), (4, 1));
+        assert_eq!(budget(1, false), (1, 0));
+        assert_eq!(budget(0, true), (1, 0));
+        for fds in 0..5000 {
+            for reject in [false, true] {
+                let b = FdBudget::new(fds, reject);
+                let used = (b.max_conns + b.reject_budget) as u64;
+                assert!(used <= fds.max(1), "{fds} {reject}: {b:?}");
+                assert!(2 * used >= fds, "{fds} {reject}: {b:?}");
+            }
+        }
     }
 }

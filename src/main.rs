@@ -1,6 +1,6 @@
 //! Wiring only: parse the command line, set up logging and limits, bind, serve.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -10,8 +10,8 @@ use log::{error, warn};
 use counterd::cli::{self, Command, Options};
 use counterd::conn::Limits;
 use counterd::http::HttpDate;
-use counterd::limits::{self, RateLimiter};
-use counterd::reactor::{self, Reactor};
+use counterd::limits::{self, FdBudget, RateLimiter};
+use counterd::reactor::{self, Overload, Reactor};
 use counterd::router::Router;
 use counterd::store::Store;
 
@@ -43,18 +43,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(opts: Options) -> std::io::Result<()> {
-    let mut max_conns = opts.max_conns;
-    match limits::raise_fd_limit() {
-        Ok(fds) if limits::max_conns_for(fds) < max_conns => {
-            max_conns = limits::max_conns_for(fds);
-            warn!(
-                "--max-conns {} is more than {fds} file descriptors allow; using {max_conns}",
-                opts.max_conns
-            );
+fn serve(opts: Options) -> io::Result<()> {
+    let reject = opts.overload == Overload::Reject;
+    let budget = match limits::raise_fd_limit() {
+        Ok(fds) => FdBudget::new(fds, reject),
+        Err(e) => {
+            warn!("cannot read RLIMIT_NOFILE: {e}");
+            FdBudget::new(u64::MAX, reject)
         }
-        Ok(_) => {}
-        Err(e) => warn!("cannot read RLIMIT_NOFILE: {e}"),
+    };
+    let mut max_conns = opts.max_conns;
+    if budget.max_conns < max_conns {
+        max_conns = budget.max_conns;
+        warn!(
+            "--max-conns {} is more than the file descriptor limit allows; using {max_conns}",
+            opts.max_conns
+        );
     }
 
     let mut store = Store::new(opts.max_counters);
@@ -77,11 +81,12 @@ fn serve(opts: Options) -> std::io::Result<()> {
     }
 
     let addr = SocketAddr::new(opts.bind, opts.port);
-    let listener = mio::net::TcpListener::bind(addr)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let listener = listen(addr, opts.backlog)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let config = reactor::Config {
         max_conns,
         overload: opts.overload,
+        reject_budget: budget.reject_budget,
     };
     let reactor = Reactor::new(listener, router, config)?;
 
@@ -91,4 +96,25 @@ fn serve(opts: Options) -> std::io::Result<()> {
     drop(stdout);
 
     reactor.run()
+}
+
+/// Binds the listener with our own backlog. mio (like std) always asks `listen(2)` for
+/// 128, which under `ab -c 1000` overflows (every dropped SYN costs its client a 1 s
+/// retransmit) and caps `queue` mode's waiting room at 128 clients; socket2 builds the
+/// socket step by step, and mio takes it over as it is.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std and mio do: a restarted server can bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(max) = somaxconn.filter(|&max| max < backlog) {
+        warn!("--backlog {backlog} is more than net.core.somaxconn allows; the kernel uses {max}");
+    }
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
 }

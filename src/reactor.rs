@@ -22,7 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::conn::{Conn, Next};
-use crate::limits::{Episode, REJECT_BUDGET};
+use crate::limits::Episode;
 use crate::router::Router;
 use crate::timers::{Slot, Timers};
 
@@ -51,6 +51,8 @@ pub enum Overload {
 pub struct Config {
     pub max_conns: usize,
     pub overload: Overload,
+    /// Connections being refused with `503` at once (`reject` mode).
+    pub reject_budget: usize,
 }
 
 struct Client {
@@ -61,6 +63,12 @@ struct Client {
     writable: bool,
     /// Counts against the cap (false for a connection being refused with 503).
     counted: bool,
+    /// The turn `reads_left` belongs to: the read budget is per connection per turn, however
+    /// often the connection is driven in it (an event, then its place in `yielded`).
+    turn: u64,
+    reads_left: usize,
+    /// In `yielded` already: a connection waits there at most once.
+    queued: bool,
 }
 
 impl AsMut<Slot> for Client {
@@ -189,6 +197,9 @@ impl Reactor {
             }
             for _ in 0..yielded {
                 if let Some(key) = self.yielded.pop_front() {
+                    if let Some(client) = self.clients.get_mut(key) {
+                        client.queued = false;
+                    }
                     self.drive(key, now);
                 }
             }
@@ -227,7 +238,9 @@ impl Reactor {
                 return;
             };
             let room = self.open < self.config.max_conns;
-            if !room && (self.config.overload == Overload::Queue || self.rejecting >= REJECT_BUDGET)
+            if !room
+                && (self.config.overload == Overload::Queue
+                    || self.rejecting >= self.config.reject_budget)
             {
                 if !self.at_cap {
                     self.at_cap = true;
@@ -302,6 +315,9 @@ impl Reactor {
             timer,
             writable: false,
             counted: room,
+            turn: 0,
+            reads_left: 0,
+            queued: false,
         });
         if !room {
             self.drive(key, now); // the 503 is ready to go
@@ -316,6 +332,11 @@ impl Reactor {
         let Some(client) = self.clients.get_mut(key) else {
             return; // closed earlier in this turn
         };
+        let turn = self.router.metrics.loop_iterations;
+        if client.turn != turn {
+            client.turn = turn;
+            client.reads_left = READ_BUDGET;
+        }
         let close = loop {
             match client.pump(
                 key,
@@ -328,7 +349,11 @@ impl Reactor {
                     debug!("{key}: {e}");
                     break true;
                 }
-                Ok(Pumped::Yielded) => self.yielded.push_back(key),
+                Ok(Pumped::Yielded) if !client.queued => {
+                    client.queued = true;
+                    self.yielded.push_back(key);
+                }
+                Ok(Pumped::Yielded) => {}
                 Ok(Pumped::Blocked) => {}
             }
             match client.conn.next() {
@@ -446,14 +471,13 @@ impl Client {
         router: &mut Router,
         now: Instant,
     ) -> io::Result<Pumped> {
-        let mut budget = READ_BUDGET;
         loop {
             let mut read_blocked = false;
             while self.conn.wants_read() {
-                if budget == 0 {
+                if self.reads_left == 0 {
                     return self.flush(key, spare, router, now).map(|_| Pumped::Yielded);
                 }
-                budget -= 1;
+                self.reads_left -= 1;
                 match self.socket.read(read_buf) {
                     Ok(0) => {
                         trace!("{key}: read eof");
@@ -461,7 +485,7 @@ impl Client {
                     }
                     Ok(n) => {
                         trace!("{key}: read {n} bytes");
-                        lend(&mut self.conn.out, spare);
+                        self.conn.lend_buffer(spare);
                         self.conn.receive(&read_buf[..n], router, now);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -500,26 +524,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        reclaim(&mut self.conn.out, spare);
+        self.conn.return_buffer(spare);
         Ok(true)
-    }
-}
-
-/// Before a connection answers, it gets the reactor's output buffer if it has none: in
-/// the common case (the answers fit in the socket) no connection ever owns one.
-fn lend(out: &mut Vec<u8>, spare: &mut Vec<u8>) {
-    if out.capacity() == 0 {
-        std::mem::swap(out, spare);
-    }
-}
-
-/// Once a connection's output is flushed, the larger of the two empty buffers goes back to
-/// the reactor and the connection holds nothing.
-fn reclaim(out: &mut Vec<u8>, spare: &mut Vec<u8>) {
-    if out.is_empty() && out.capacity() > 0 {
-        if out.capacity() > spare.capacity() {
-            std::mem::swap(out, spare);
-        }
-        *out = Vec::new();
     }
 }

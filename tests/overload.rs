@@ -313,11 +313,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn out_of_file_descriptors_pauses_accepting_without_spinning() {
-    // 40 descriptors clamp the cap to 1, while up to 64 connections may be on their way
-    // out with a 503: refusing a crowd runs the process out of descriptors (EMFILE).
+    // 12 descriptors: half are held back from the cap (6, of which one for a 503), but the
+    // process holds about 8 before its first client, so refusing a crowd runs it out of
+    // descriptors (EMFILE) anyway.
     let counterd = common::server_bin();
     let args = [
-        "--nofile=40:40",
+        "--nofile=12:12",
         counterd.to_str().unwrap(),
         "--overload",
         "reject",
@@ -350,4 +351,71 @@ fn out_of_file_descriptors_pauses_accepting_without_spinning() {
     drop(kept);
     thread::sleep(Duration::from_millis(500));
     server.get("/inc?name=i").assert(200, "ok\n");
+}
+
+/// Clients that complete the TCP handshake within `wait` each, out of `n` tried one after
+/// another; stops at the first that does not (its SYN was dropped: the backlog is full).
+fn handshakes(addr: SocketAddr, n: usize, wait: Duration) -> Vec<TcpStream> {
+    let mut done = Vec::new();
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&addr, wait) {
+            Ok(s) => done.push(s),
+            Err(_) => break,
+        }
+    }
+    done
+}
+
+#[test]
+fn queue_mode_keeps_hundreds_of_clients_waiting_in_the_backlog() {
+    // The default backlog is 1024: std's and mio's 128 let only 129 of 600 through.
+    let server = Server::start(&["--max-conns", "1"]);
+    let mut held = server.client();
+    held.get("/get?name=i").assert(200, "i: 0\n");
+    let waiting = handshakes(server.addr, 600, Duration::from_millis(500));
+    assert_eq!(waiting.len(), 600, "clients completed the handshake");
+    // They really wait: the first is answered once the held connection closes.
+    let mut first = Client::from_stream(waiting.into_iter().next().unwrap());
+    first.send(b"GET /inc?name=i HTTP/1.1\r\n\r\n");
+    first.expect_open(Duration::from_millis(200));
+    drop(held);
+    first.read_response().assert(200, "ok\n");
+}
+
+#[test]
+fn backlog_flag_sets_the_waiting_room() {
+    let server = Server::start(&["--max-conns", "1", "--backlog", "16"]);
+    let mut held = server.client();
+    held.get("/get?name=i").assert(200, "i: 0\n");
+    let waiting = handshakes(server.addr, 40, Duration::from_millis(300));
+    // Linux queues one more than the backlog.
+    assert!(
+        (16..=18).contains(&waiting.len()),
+        "{} clients got through a backlog of 16",
+        waiting.len()
+    );
+}
+
+#[test]
+fn a_low_descriptor_limit_still_serves_half_of_it() {
+    // Queue mode sends no 503s, so only the fixed reserve is held back: 64 descriptors
+    // allow 32 connections (the reserve and 503 budget together once left room for 1).
+    let counterd = common::server_bin();
+    let args = ["--nofile=64:64", counterd.to_str().unwrap(), "0"];
+    let server = Server::start_exact(std::path::Path::new("/usr/bin/prlimit"), &args);
+    assert!(
+        server.stderr().contains("using 32"),
+        "the cap is clamped to 32: {}",
+        server.stderr()
+    );
+    let mut served = open_clients(&server, 32);
+    // The 33rd waits in the backlog until one of the 32 leaves.
+    let mut extra = server.client();
+    extra.send(b"GET /inc?name=i HTTP/1.1\r\n\r\n");
+    extra.expect_open(Duration::from_millis(300));
+    served.pop();
+    extra.read_response().assert(200, "ok\n");
+    for c in &mut served {
+        c.get("/get?name=i").assert(200, "i: 1\n");
+    }
 }
