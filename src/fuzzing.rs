@@ -21,7 +21,7 @@ use crate::store::Store;
 // parse_request
 
 /// Request framing on arbitrary bytes: the verdict is consistent with itself, with every
-/// prefix of the input, and with [`http::find_head_end`]; every refusal is a status of SPEC.
+/// prefix of the input, and with [`http::find_head_end`]; every refusal is a status of docs/reference.md.
 pub fn parse_request(data: &[u8]) {
     let full = http::parse(data);
     match &full {
@@ -478,7 +478,7 @@ struct Expect {
     method: Method,
 }
 
-/// The framing rules of SPEC applied to the whole stream at once: which requests get an
+/// The framing rules of docs/reference.md applied to the whole stream at once: which requests get an
 /// answer, of what kind, and where answering stops.
 fn model(stream: &[u8], max_head: usize) -> Vec<Expect> {
     let mut expect = Vec::new();

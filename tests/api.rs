@@ -1,4 +1,4 @@
-//! The counter API of SPEC.md, spoken over raw TCP to the real binary.
+//! The counter API of docs/reference.md, spoken over raw TCP to the real binary.
 
 mod common;
 

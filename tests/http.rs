@@ -1,5 +1,5 @@
 //! HTTP/1.x on the wire: keep-alive, HTTP/1.0, pipelining, trickled and half-closed input,
-//! request bodies, and every class of bad input of SPEC.md, against the real binary.
+//! request bodies, and every class of bad input of docs/reference.md, against the real binary.
 
 mod common;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Client, Response, Server, get_request};
 
-/// Asserts the headers every answer carries (SPEC "HTTP API" and "HTTP/1.x behaviour").
+/// Asserts the headers every answer carries (docs/reference.md, "HTTP API" and "HTTP/1.x behaviour").
 #[track_caller]
 pub fn assert_standard_headers(r: &Response) {
     assert_eq!(r.version, "HTTP/1.1", "{r:?}");

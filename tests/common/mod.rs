@@ -2,7 +2,7 @@
 //! talk raw HTTP/1.x to it over `std::net`, and stop it again.
 //!
 //! Nothing here is specific to counterd's source: [`Server::start_bin`] takes any binary
-//! that follows the contract of `SPEC.md` (`BIN [ARGS] PORT`, first stdout line
+//! that follows the contract of `docs/reference.md` (`BIN [ARGS] PORT`, first stdout line
 //! `listening on http://ADDR:PORT`). [`Server::start`] starts counterd itself, or the binary
 //! named by the `COUNTERD_BIN` environment variable when that is set, so the same tests can
 //! be pointed at another implementation:
