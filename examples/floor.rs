@@ -1,10 +1,12 @@
 //! The yardstick, not a server anyone should use: the same reactor style as counterd
-//! (mio, a slab, edge-triggered, drain until `WouldBlock`) with no parsing beyond finding
-//! the end of each request head, and one canned answer. Whatever counterd does on top —
-//! parsing, routing, counting, timers, limits — shows up as the distance to this floor.
+//! (mio, a slab, edge-triggered, a short read ends the reading as in `src/pump.rs`) with no
+//! parsing beyond finding the end of each request head, and one canned answer. Whatever
+//! counterd does on top — parsing, routing, counting, timers, limits — shows up as the
+//! distance to this floor.
 //!
 //! Keep-alive and pipelining work; HTTP/1.0 without `keep-alive` is closed after its
-//! answer. `cargo run --release --example floor -- [PORT]`.
+//! answer. `cargo run --release --example floor -- [--drain] [PORT]`; `--drain` reads on
+//! until `WouldBlock` after every read (counterd's first rule), for comparison.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -29,13 +31,17 @@ struct Client {
     output: Vec<u8>,
     close_after_write: bool,
     writable: bool,
+    /// An event reported the peer's close: read until `0`.
+    peer_closed: bool,
 }
 
 fn main() -> io::Result<()> {
-    let port = std::env::args()
-        .nth(1)
-        .map_or(Ok(8001), |p| p.parse())
-        .expect("port");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let drain = args.first().is_some_and(|a| a == "--drain");
+    if drain {
+        args.remove(0);
+    }
+    let port = args.first().map_or(Ok(8001), |p| p.parse()).expect("port");
     let mut listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     println!("listening on http://{}", listener.local_addr()?);
 
@@ -72,6 +78,7 @@ fn main() -> io::Result<()> {
                                 output: Vec::new(),
                                 close_after_write: false,
                                 writable: false,
+                                peer_closed: false,
                             });
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -87,7 +94,8 @@ fn main() -> io::Result<()> {
             let Some(client) = clients.get_mut(key) else {
                 continue;
             };
-            if serve(client, &mut buf, &mut out).is_err()
+            client.peer_closed |= event.is_read_closed();
+            if serve(client, &mut buf, &mut out, drain).is_err()
                 || (client.close_after_write && client.output.is_empty())
             {
                 clients.remove(key);
@@ -108,10 +116,11 @@ fn main() -> io::Result<()> {
     }
 }
 
-/// Reads until `WouldBlock`, answering every complete head straight from the read buffer
-/// into `out` (shared by all connections, like counterd's), then writes once. Only a head
-/// cut by a read, or output the socket would not take, is kept per connection.
-fn serve(client: &mut Client, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<()> {
+/// Reads until a short read (or, with `drain`, until `WouldBlock`), answering every
+/// complete head straight from the read buffer into `out` (shared by all connections, like
+/// counterd's), then writes once. Only a head cut by a read, or output the socket would not
+/// take, is kept per connection.
+fn serve(client: &mut Client, buf: &mut [u8], out: &mut Vec<u8>, drain: bool) -> io::Result<()> {
     out.clear();
     loop {
         match client.socket.read(buf) {
@@ -119,14 +128,18 @@ fn serve(client: &mut Client, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<(
                 client.close_after_write = true;
                 break;
             }
-            Ok(n) if client.input.is_empty() => {
-                let used = answer(&buf[..n], &mut client.close_after_write, out);
-                client.input.extend_from_slice(&buf[used..n]);
-            }
             Ok(n) => {
-                client.input.extend_from_slice(&buf[..n]);
-                let used = answer(&client.input, &mut client.close_after_write, out);
-                client.input.drain(..used);
+                if client.input.is_empty() {
+                    let used = answer(&buf[..n], &mut client.close_after_write, out);
+                    client.input.extend_from_slice(&buf[used..n]);
+                } else {
+                    client.input.extend_from_slice(&buf[..n]);
+                    let used = answer(&client.input, &mut client.close_after_write, out);
+                    client.input.drain(..used);
+                }
+                if n < buf.len() && !client.peer_closed && !drain {
+                    break; // the input is exhausted: the next arrival raises a new edge
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -184,12 +197,16 @@ fn head_len(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Writes until done or `WouldBlock`; returns how much went out.
+/// Writes until done, a short write or `WouldBlock`; returns how much went out.
 fn write_some(socket: &mut TcpStream, mut data: &[u8]) -> io::Result<usize> {
     let total = data.len();
     while !data.is_empty() {
         match socket.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n < data.len() => {
+                data = &data[n..];
+                break; // the socket is full: WRITABLE says when it has room
+            }
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod pump;
 pub mod query;
 pub mod reactor;
 pub mod router;

@@ -11,7 +11,7 @@
 //! the counter store needs no lock.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,7 @@ use slab::Slab;
 
 use crate::conn::{Conn, Next};
 use crate::limits::Episode;
+use crate::pump::{Buffers, Pumped, READ_BUDGET, ReadState, pump};
 use crate::router::Router;
 use crate::timers::{Slot, Timers};
 
@@ -31,9 +32,6 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// One read's worth: also the most a connection holds back under backpressure.
 const READ_BUF: usize = 64 * 1024;
-/// Reads per connection per turn of the loop, so a client that sends and reads as fast as
-/// the loopback allows cannot keep the thread from everyone else.
-const READ_BUDGET: usize = 16;
 /// Pause after `EMFILE`/`ENFILE` before accepting again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for connections to finish writing.
@@ -63,10 +61,10 @@ struct Client {
     writable: bool,
     /// Counts against the cap (false for a connection being refused with 503).
     counted: bool,
-    /// The turn `reads_left` belongs to: the read budget is per connection per turn, however
-    /// often the connection is driven in it (an event, then its place in `yielded`).
+    /// The turn `read.reads_left` belongs to: the read budget is per connection per turn,
+    /// however often the connection is driven in it (an event, then its place in `yielded`).
     turn: u64,
-    reads_left: usize,
+    read: ReadState,
     /// In `yielded` already: a connection waits there at most once.
     queued: bool,
 }
@@ -77,14 +75,6 @@ impl AsMut<Slot> for Client {
     }
 }
 
-/// What one [`Client::pump`] left behind.
-enum Pumped {
-    /// Reads or writes would block: readiness will tell us when to come back.
-    Blocked,
-    /// Out of read budget with input still waiting: come back next turn.
-    Yielded,
-}
-
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -93,9 +83,7 @@ pub struct Reactor {
     timers: Timers,
     router: Router,
     config: Config,
-    read_buf: Box<[u8]>,
-    /// The output buffer lent to whichever connection is being served (see `lend`).
-    spare_out: Vec<u8>,
+    bufs: Buffers,
     /// Connections that used up their read budget, to be driven again next turn.
     yielded: VecDeque<usize>,
     /// Connections counted against the cap, and 503s on their way out.
@@ -125,8 +113,7 @@ impl Reactor {
             timers: Timers::new(),
             router,
             config,
-            read_buf: vec![0; READ_BUF].into_boxed_slice(),
-            spare_out: Vec::with_capacity(READ_BUF),
+            bufs: Buffers::new(READ_BUF),
             yielded: VecDeque::new(),
             open: 0,
             rejecting: 0,
@@ -192,7 +179,12 @@ impl Reactor {
                             return self.finish();
                         }
                     }
-                    Token(key) => self.drive(key, now),
+                    Token(key) => {
+                        if let Some(client) = self.clients.get_mut(key) {
+                            client.read.peer_closed |= event.is_read_closed();
+                        }
+                        self.drive(key, now)
+                    }
                 }
             }
             for _ in 0..yielded {
@@ -316,7 +308,7 @@ impl Reactor {
             writable: false,
             counted: room,
             turn: 0,
-            reads_left: 0,
+            read: ReadState::default(),
             queued: false,
         });
         if !room {
@@ -335,13 +327,15 @@ impl Reactor {
         let turn = self.router.metrics.loop_iterations;
         if client.turn != turn {
             client.turn = turn;
-            client.reads_left = READ_BUDGET;
+            client.read.reads_left = READ_BUDGET;
         }
         let close = loop {
-            match client.pump(
+            match pump(
                 key,
-                &mut self.read_buf,
-                &mut self.spare_out,
+                &mut client.socket,
+                &mut client.conn,
+                &mut client.read,
+                &mut self.bufs,
                 &mut self.router,
                 now,
             ) {
@@ -457,74 +451,5 @@ impl Reactor {
             m.requests_total()
         );
         Ok(())
-    }
-}
-
-impl Client {
-    /// Reads until `WouldBlock` (or backpressure, or the read budget), feeding the
-    /// connection, and writes its answers until they are out or the socket is full.
-    fn pump(
-        &mut self,
-        key: usize,
-        read_buf: &mut [u8],
-        spare: &mut Vec<u8>,
-        router: &mut Router,
-        now: Instant,
-    ) -> io::Result<Pumped> {
-        loop {
-            let mut read_blocked = false;
-            while self.conn.wants_read() {
-                if self.reads_left == 0 {
-                    return self.flush(key, spare, router, now).map(|_| Pumped::Yielded);
-                }
-                self.reads_left -= 1;
-                match self.socket.read(read_buf) {
-                    Ok(0) => {
-                        trace!("{key}: read eof");
-                        self.conn.eof(router, now);
-                    }
-                    Ok(n) => {
-                        trace!("{key}: read {n} bytes");
-                        self.conn.lend_buffer(spare);
-                        self.conn.receive(&read_buf[..n], router, now);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        read_blocked = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if !self.flush(key, spare, router, now)? || read_blocked || !self.conn.wants_read() {
-                return Ok(Pumped::Blocked);
-            }
-            // Reading stopped for backpressure and the output has drained: read on, since
-            // edge-triggered readiness will not be reported again for bytes already waiting.
-        }
-    }
-
-    /// Writes pending output. Returns false if the socket is full.
-    fn flush(
-        &mut self,
-        key: usize,
-        spare: &mut Vec<u8>,
-        router: &mut Router,
-        now: Instant,
-    ) -> io::Result<bool> {
-        while !self.conn.output().is_empty() {
-            match self.socket.write(self.conn.output()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    trace!("{key}: wrote {n} bytes");
-                    self.conn.written(n, router, now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.conn.return_buffer(spare);
-        Ok(true)
     }
 }

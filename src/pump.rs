@@ -1,0 +1,366 @@
+//! Moving bytes between one socket and its [`Conn`]: the reads and writes one readiness
+//! event calls for, and no more. Generic over `Read + Write`, so that the exact calls made
+//! are unit-tested on a scripted socket; the reactor passes a `mio::net::TcpStream`.
+//!
+//! The rule that keeps a keep-alive request at one `read` and one `write`: a read that
+//! returns less than the buffer offered means the socket's input is exhausted (epoll(7);
+//! nginx relies on it too), and the next arrival raises a new edge, so there is no need to
+//! read again only to hear `WouldBlock`. The exception is an event that reported the
+//! peer's close: its FIN raises no further edge, so then reading goes on until `0`.
+//! Likewise a short write means the socket is full: wait for `WRITABLE`.
+//!
+//! Built with `RUSTFLAGS="--cfg counterd_drain"`, reading goes on to `WouldBlock` after
+//! every read (the first rule), so that `scripts/syscalls.sh` can measure the difference.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use log::trace;
+
+use crate::conn::Conn;
+use crate::router::Router;
+use crate::store::Counters;
+
+/// Reads per connection per turn of the loop, so a client that sends and reads as fast as
+/// the loopback allows cannot keep the thread from everyone else.
+pub const READ_BUDGET: usize = 16;
+
+/// What one [`pump`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The input is exhausted or the socket is full: readiness says when to come back.
+    Blocked,
+    /// Out of read budget with input perhaps still waiting: come back next turn.
+    Yielded,
+}
+
+/// One connection's reading state, kept by the reactor between events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadState {
+    /// An event has reported the peer's close (`EPOLLRDHUP`): read until `0`, since no
+    /// further edge will come.
+    pub peer_closed: bool,
+    /// Reads left in this turn's budget.
+    pub reads_left: usize,
+}
+
+/// What the reactor lends to the connection it is serving: one read buffer for all, and the
+/// output buffer that goes to whichever connection needs one (see [`Conn::lend_buffer`]).
+pub struct Buffers {
+    pub read: Box<[u8]>,
+    pub spare: Vec<u8>,
+}
+
+impl Buffers {
+    pub fn new(read_size: usize) -> Buffers {
+        Buffers {
+            read: vec![0; read_size].into_boxed_slice(),
+            spare: Vec::with_capacity(read_size),
+        }
+    }
+}
+
+/// Reads what the socket has (up to backpressure or the read budget), feeding the
+/// connection, and writes its answers until they are out or the socket is full.
+pub fn pump<S: Read + Write, C: Counters>(
+    key: usize,
+    socket: &mut S,
+    conn: &mut Conn,
+    rs: &mut ReadState,
+    bufs: &mut Buffers,
+    router: &mut Router<C>,
+    now: Instant,
+) -> io::Result<Pumped> {
+    loop {
+        let mut exhausted = false;
+        while conn.wants_read() {
+            if rs.reads_left == 0 {
+                flush(key, socket, conn, &mut bufs.spare, router, now)?;
+                return Ok(Pumped::Yielded);
+            }
+            rs.reads_left -= 1;
+            match socket.read(&mut bufs.read) {
+                Ok(0) => {
+                    trace!("{key}: read eof");
+                    conn.eof(router, now);
+                }
+                Ok(n) => {
+                    trace!("{key}: read {n} bytes");
+                    conn.lend_buffer(&mut bufs.spare);
+                    conn.receive(&bufs.read[..n], router, now);
+                    if n < bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
+                        exhausted = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    exhausted = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !flush(key, socket, conn, &mut bufs.spare, router, now)?
+            || exhausted
+            || !conn.wants_read()
+        {
+            return Ok(Pumped::Blocked);
+        }
+        // Reading stopped for backpressure and the output has drained: read on, since
+        // edge-triggered readiness will not be reported again for bytes already waiting.
+    }
+}
+
+/// Writes pending output. Returns false if the socket is full (a short write, or
+/// `WouldBlock`): `WRITABLE` will say when it has room again.
+fn flush<S: Write, C: Counters>(
+    key: usize,
+    socket: &mut S,
+    conn: &mut Conn,
+    spare: &mut Vec<u8>,
+    router: &mut Router<C>,
+    now: Instant,
+) -> io::Result<bool> {
+    while !conn.output().is_empty() {
+        let len = conn.output().len();
+        match socket.write(conn.output()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                trace!("{key}: wrote {n} bytes");
+                conn.written(n, router, now);
+                if n < len {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.return_buffer(spare);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{Limits, Next};
+    use crate::http::HttpDate;
+    use crate::store::Store;
+    use std::collections::VecDeque;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::UNIX_EPOCH;
+
+    /// What the scripted socket does at each call, in order.
+    #[derive(Debug)]
+    enum Step {
+        /// A read returns these bytes (at most what the buffer offers; the rest stays).
+        Data(Vec<u8>),
+        Eof,
+        WouldBlock,
+        /// A write accepts at most this many bytes.
+        Accept(usize),
+        Full,
+    }
+
+    /// A socket that plays a script and records every call made on it.
+    #[derive(Default)]
+    struct Scripted {
+        reads: VecDeque<Step>,
+        writes: VecDeque<Step>,
+        calls: Vec<&'static str>,
+        written: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls.push("read");
+            match self.reads.pop_front() {
+                Some(Step::Data(mut d)) => {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    if n < d.len() {
+                        self.reads.push_front(Step::Data(d.split_off(n)));
+                    }
+                    Ok(n)
+                }
+                Some(Step::Eof) => Ok(0),
+                Some(Step::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
+                Some(other) => panic!("{other:?} in the read script"),
+            }
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls.push("write");
+            match self.writes.pop_front() {
+                Some(Step::Accept(n)) => {
+                    let n = n.min(buf.len());
+                    self.written.extend_from_slice(&buf[..n]);
+                    Ok(n)
+                }
+                Some(Step::Full) => Err(io::ErrorKind::WouldBlock.into()),
+                None => {
+                    self.written.extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+                Some(other) => panic!("{other:?} in the write script"),
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct World {
+        socket: Scripted,
+        conn: Conn,
+        rs: ReadState,
+        bufs: Buffers,
+        router: Router,
+        now: Instant,
+    }
+
+    const READ_SIZE: usize = 4096;
+
+    impl World {
+        fn new() -> World {
+            let mut store = Store::new(100);
+            store.set("i", 0).unwrap();
+            let now = Instant::now();
+            World {
+                socket: Scripted::default(),
+                conn: Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), now),
+                rs: ReadState {
+                    peer_closed: false,
+                    reads_left: READ_BUDGET,
+                },
+                bufs: Buffers::new(READ_SIZE),
+                router: Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH)),
+                now,
+            }
+        }
+
+        fn reads(&mut self, steps: impl IntoIterator<Item = Step>) -> &mut World {
+            self.socket.reads.extend(steps);
+            self
+        }
+
+        fn pump(&mut self) -> Pumped {
+            let (s, c, rs, b, r) = (
+                &mut self.socket,
+                &mut self.conn,
+                &mut self.rs,
+                &mut self.bufs,
+                &mut self.router,
+            );
+            pump(0, s, c, rs, b, r, self.now).unwrap()
+        }
+
+        fn calls(&mut self) -> Vec<&'static str> {
+            std::mem::take(&mut self.socket.calls)
+        }
+    }
+
+    fn get(name: &str) -> Vec<u8> {
+        format!("GET /inc?name={name} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn a_short_read_is_the_last_read() {
+        let mut w = World::new();
+        w.reads([Step::Data(get("i"))]);
+        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(
+            w.calls(),
+            ["read", "write"],
+            "no read just to hear WouldBlock"
+        );
+        assert_eq!(w.router.store.get("i"), Some(1));
+    }
+
+    #[test]
+    fn a_full_read_reads_again() {
+        let mut w = World::new();
+        let stream = get("i").repeat(READ_SIZE / get("i").len() + 1);
+        w.reads([Step::Data(stream.clone())]);
+        assert_eq!(w.pump(), Pumped::Blocked);
+        // The first read filled the buffer; the second got the rest, short: done.
+        assert_eq!(w.calls(), ["read", "read", "write"]);
+        let n = stream.len() / get("i").len();
+        assert_eq!(w.router.store.get("i"), Some(n as i64));
+    }
+
+    #[test]
+    fn after_the_peer_closed_reading_goes_on_until_eof() {
+        let mut w = World::new();
+        w.rs.peer_closed = true;
+        w.reads([Step::Data(get("i")), Step::Eof]);
+        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.calls(), ["read", "read", "write"]);
+        assert_eq!(
+            w.conn.next(),
+            Next::Close,
+            "the client is gone and owed nothing"
+        );
+    }
+
+    #[test]
+    fn a_short_write_waits_for_writable() {
+        let mut w = World::new();
+        w.reads([Step::Data(get("i"))]);
+        w.socket.writes.push_back(Step::Accept(10));
+        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(
+            w.calls(),
+            ["read", "write"],
+            "no second write after a short one"
+        );
+        assert!(!w.conn.output().is_empty());
+        // WRITABLE: the rest goes out; there is nothing new to read.
+        w.reads([Step::WouldBlock]);
+        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.calls(), ["read", "write"]);
+        assert!(w.conn.output().is_empty());
+        assert!(w.socket.written.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn reading_resumes_after_backpressure_without_a_new_edge() {
+        let mut w = World::new();
+        // /metrics answers are a few KiB: enough requests to pass the high-water mark.
+        let one = b"GET /metrics HTTP/1.1\r\n\r\n".to_vec();
+        let stream = one.repeat(400);
+        w.reads([Step::Data(stream.clone())]);
+        // The socket takes nothing at first: reading stops at the mark.
+        w.socket.writes.push_back(Step::Full);
+        assert_eq!(w.pump(), Pumped::Blocked);
+        assert!(!w.conn.wants_read(), "held back by its own output");
+        let first = w.calls();
+        assert_eq!(first.last(), Some(&"write"));
+        // WRITABLE: everything drains, and reading goes on where it stopped although no
+        // read was short (the edge for those bytes is spent).
+        w.rs.reads_left = READ_BUDGET;
+        while w.pump() == Pumped::Yielded {
+            w.rs.reads_left = READ_BUDGET;
+        }
+        let text = String::from_utf8_lossy(&w.socket.written).into_owned();
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 400);
+        assert!(w.socket.reads.is_empty(), "every byte was read");
+    }
+
+    #[test]
+    fn the_read_budget_yields_and_is_not_refilled_by_the_pump() {
+        let mut w = World::new();
+        w.reads((0..READ_BUDGET + 4).map(|_| Step::Data(vec![b'\n'; READ_SIZE])));
+        assert_eq!(w.pump(), Pumped::Yielded);
+        assert_eq!(w.calls().len(), READ_BUDGET);
+        assert_eq!(w.rs.reads_left, 0);
+        // Driven again in the same turn (another event): not one more read.
+        assert_eq!(w.pump(), Pumped::Yielded);
+        assert!(w.calls().is_empty());
+    }
+}
