@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::reactor::Overload;
+use std::path::PathBuf;
+
+use crate::reactor::{Fsync, Overload};
 
 pub const USAGE: &str = "\
 counterd — named counters over HTTP/1.x, served by one thread on a mio reactor
@@ -30,6 +32,11 @@ Options:
                                [default: 10]
       --max-header-bytes N     largest request head (431 past it) [default: 8192]
       --max-counters N         most counters the store holds (507 past it) [default: 1000000]
+      --journal FILE           keep the counters in FILE across restarts [default: off]
+      --fsync always|everysec|no
+                               with --journal: fdatasync every turn's records before
+                               answering (always), at most once a second (everysec), or
+                               leave it to the kernel (no) [default: everysec]
       --work-us N              teaching device: block N µs in every request, to show what
                                blocking does to a single-threaded loop [default: 0]
   -v, --verbose                log every request (same as RUST_LOG=debug)
@@ -54,6 +61,8 @@ pub struct Options {
     pub max_header_bytes: usize,
     pub max_counters: usize,
     pub work: Duration,
+    pub journal: Option<PathBuf>,
+    pub fsync: Fsync,
     pub verbose: bool,
 }
 
@@ -72,6 +81,8 @@ impl Default for Options {
             max_header_bytes: 8192,
             max_counters: 1_000_000,
             work: Duration::ZERO,
+            journal: None,
+            fsync: Fsync::EverySec,
             verbose: false,
         }
     }
@@ -177,6 +188,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                     "--max-counters",
                     "a whole number from 0 to 100000000",
                     within(0, MAX_COUNTERS),
+                )?
+            }
+            Long("journal") => {
+                let path = PathBuf::from(p.value()?);
+                if path.as_os_str().is_empty() {
+                    return Err(Error(
+                        "invalid value '' for --journal: want a file path".into(),
+                    ));
+                }
+                o.journal = Some(path);
+            }
+            Long("fsync") => {
+                o.fsync = value(
+                    &mut p,
+                    "--fsync",
+                    "`always`, `everysec` or `no`",
+                    |s| match s {
+                        "always" => Some(Fsync::Always),
+                        "everysec" => Some(Fsync::EverySec),
+                        "no" => Some(Fsync::No),
+                        _ => None,
+                    },
                 )?
             }
             Long("work-us") => {
@@ -335,6 +368,9 @@ mod tests {
             &["--backlog", "65536"],
             &["--backlog", "-5"],
             &["--nope"],
+            &["--fsync", "sometimes"],
+            &["--journal", ""],
+            &["--journal"],
             &["--bind", "127.0.0.1:80"],
             &["--bind"],
         ] {

@@ -1064,7 +1064,7 @@ mod tests {
         assert!(
             h.router
                 .metrics
-                .render(0)
+                .render(0, None)
                 .contains("counterd_timeouts_total{kind=\"header\"} 1")
         );
     }

@@ -441,7 +441,7 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     }
     Run {
         out: got,
-        metrics: router.metrics.render(router.store.len()),
+        metrics: router.metrics.render(router.store.len(), None),
         pending: conn.buffered_input() > 0,
         closed: lingering || conn.next() == Next::Close,
     }
@@ -613,6 +613,71 @@ fn answer_at(out: &[u8], head_only: bool) -> (u16, usize, bool) {
     let len = head_end + if head_only { 0 } else { body_len };
     assert!(len <= out.len(), "answer cut short: {head:?}");
     (status, len, head.contains("\r\nConnection: close\r\n"))
+}
+
+// ---------------------------------------------------------------------------------------
+// journal
+
+/// Journal replay on arbitrary bytes never panics, and its verdict is one of: a fresh
+/// journal, whole records (perhaps a torn tail cut off), or damage at an offset inside the
+/// input. Then the input, read as `(name, value)` pairs, is written as records, replayed
+/// and compacted, and both give back exactly the counters written.
+pub fn journal(data: &[u8]) {
+    use crate::journal;
+    let mut store = Store::new(1000);
+    match journal::replay(data, &mut store) {
+        Ok(r) => {
+            assert!(r.good <= data.len());
+            assert_eq!(
+                r.torn,
+                r.good < data.len(),
+                "only a torn tail is left unread"
+            );
+            if r.good > 0 {
+                assert_eq!(data[r.good - 1], b'\n');
+            }
+            if r.fresh {
+                assert_eq!(r.records, 0);
+            }
+        }
+        Err(e) => assert!(e.offset < data.len(), "{e}"),
+    }
+
+    // Round trip: names are any UTF-8 (lossily made from the input), values any i64.
+    let mut model: Vec<(String, i64)> = Vec::new();
+    let mut records = journal::HEADER.to_vec();
+    for chunk in data.chunks(12).take(64) {
+        let (name, value) = chunk.split_at(chunk.len().saturating_sub(8));
+        let name = String::from_utf8_lossy(name).into_owned();
+        if name.is_empty() {
+            continue;
+        }
+        let mut v = [0u8; 8];
+        v[..value.len()].copy_from_slice(value);
+        let value = i64::from_le_bytes(v);
+        if value % 3 == 0 && model.iter().any(|(n, old)| *n == name && *old < i64::MAX) {
+            journal::inc(&mut records, &name);
+            let entry = model.iter_mut().find(|(n, _)| *n == name).unwrap();
+            entry.1 += 1;
+        } else {
+            journal::set(&mut records, &name, value);
+            match model.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = value,
+                None => model.push((name, value)),
+            }
+        }
+    }
+    let mut back = Store::new(1000);
+    let r = journal::replay(&records, &mut back).expect("records we wrote replay");
+    assert_eq!((r.good, r.torn), (records.len(), false));
+    let mut compacted = Store::new(1000);
+    journal::replay(&journal::compacted(back.iter()), &mut compacted).expect("compacted form");
+    assert_eq!(back.len(), model.len());
+    assert_eq!(compacted.len(), model.len());
+    for (name, value) in &model {
+        assert_eq!(back.get(name), Some(*value), "{name:?}");
+        assert_eq!(compacted.get(name), Some(*value), "{name:?}");
+    }
 }
 
 #[cfg(test)]

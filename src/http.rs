@@ -24,6 +24,8 @@ pub enum Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'b> {
     pub method: Method,
+    /// The method as sent, for the request log.
+    pub method_name: &'b str,
     pub target: &'b str,
     pub http10: bool,
     /// Whether the connection stays open after the answer (RFC 9112 §9.3).
@@ -152,6 +154,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, Error> {
     }
     let http10 = version == 0;
     let request = Request {
+        method_name: method,
         method: match method {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -256,6 +259,14 @@ pub struct Reply<'a> {
     pub extra: Option<(&'static str, &'a [u8])>,
     /// The body, in pieces, so that callers need not build it in a buffer first.
     pub body: &'a [&'a [u8]],
+    pub content_type: ContentType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Text,
+    /// `/dashboard`.
+    Html,
 }
 
 /// How the answer frames the connection.
@@ -285,7 +296,10 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, da
     out.extend_from_slice(num.format(reply.status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(reply.status).as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    out.extend_from_slice(match reply.content_type {
+        ContentType::Text => b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
+        ContentType::Html => b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ",
+    });
     out.extend_from_slice(num.format(body_len).as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date.as_bytes());
@@ -631,6 +645,7 @@ mod tests {
             status: 200,
             extra: None,
             body: &[b"x: ", b"1", b"\n"],
+            content_type: ContentType::Text,
         };
         assert_eq!(
             render(&reply, ka),
@@ -651,6 +666,7 @@ mod tests {
             status: 405,
             extra: Some(("Allow", b"GET, HEAD")),
             body: &[],
+            content_type: ContentType::Text,
         };
         let text = render(&allow, Framing::CLOSE);
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));

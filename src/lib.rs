@@ -10,8 +10,10 @@ pub mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod pump;
 pub mod query;
 pub mod reactor;

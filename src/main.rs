@@ -11,7 +11,7 @@ use counterd::cli::{self, Command, Options};
 use counterd::conn::Limits;
 use counterd::http::HttpDate;
 use counterd::limits::{self, FdBudget, RateLimiter};
-use counterd::reactor::{self, Overload, Reactor};
+use counterd::reactor::{self, Journal, OpenError, Overload, Reactor};
 use counterd::router::Router;
 use counterd::store::Store;
 
@@ -32,18 +32,56 @@ fn main() -> ExitCode {
         }
     };
     let default_level = if opts.verbose { "debug" } else { "info" };
+    // Every line carries the microseconds since start, so a trace shows where the loop's
+    // time goes (env_logger's own timestamps are wall-clock and need a heavier build).
+    let start = std::time::Instant::now();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .format(move |buf, record| {
+            writeln!(
+                buf,
+                "{:>10}us {:<5} {}: {}",
+                start.elapsed().as_micros(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
         .init();
     match serve(opts) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e}");
-            ExitCode::FAILURE
-        }
+        Err(code) => code,
     }
 }
 
-fn serve(opts: Options) -> io::Result<()> {
+/// Runs the server; `Err` is the exit code, its reason already logged.
+fn serve(opts: Options) -> Result<(), ExitCode> {
+    run(opts).map_err(|e| match e {
+        Stop::Io(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+        Stop::Code(code) => code,
+    })
+}
+
+enum Stop {
+    Io(io::Error),
+    Code(ExitCode),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Io(e)
+    }
+}
+
+impl From<ExitCode> for Stop {
+    fn from(c: ExitCode) -> Self {
+        Stop::Code(c)
+    }
+}
+
+fn run(opts: Options) -> Result<(), Stop> {
     let reject = opts.overload == Overload::Reject;
     let budget = match limits::raise_fd_limit() {
         Ok(fds) => FdBudget::new(fds, reject),
@@ -61,10 +99,32 @@ fn serve(opts: Options) -> io::Result<()> {
         );
     }
 
+    // The original program's counters; with a journal, only a new journal gets them.
+    const PRELOAD: [(&str, i64); 2] = [("i", 0), ("j", 0)];
     let mut store = Store::new(opts.max_counters);
-    for name in ["i", "j"] {
-        let _ = store.set(name, 0);
-    }
+    let journal = match &opts.journal {
+        None => {
+            for (name, value) in PRELOAD {
+                let _ = store.set(name, value);
+            }
+            None
+        }
+        Some(path) => match Journal::open(path, opts.fsync, &mut store, &PRELOAD) {
+            Ok(j) => Some(j),
+            Err(OpenError::Path(e)) => {
+                error!("cannot open the journal {}: {e}", path.display());
+                return Err(ExitCode::from(2).into());
+            }
+            Err(OpenError::Damaged(why)) => {
+                error!("{why}; refusing to start rather than drop data");
+                return Err(ExitCode::FAILURE.into());
+            }
+            Err(OpenError::Io(e)) => {
+                error!("{e}");
+                return Err(ExitCode::FAILURE.into());
+            }
+        },
+    };
     let limits = Limits {
         max_head_bytes: opts.max_header_bytes,
         header_timeout: opts.header_timeout,
@@ -72,6 +132,7 @@ fn serve(opts: Options) -> io::Result<()> {
     };
     let mut router = Router::new(store, limits, HttpDate::new(SystemTime::now()));
     router.work = opts.work;
+    router.process = counterd::process::sample;
     if let (Some(rate), Some(burst)) = (opts.rate, opts.burst()) {
         router.limiter = Some(RateLimiter::new(
             rate,
@@ -88,14 +149,17 @@ fn serve(opts: Options) -> io::Result<()> {
         overload: opts.overload,
         reject_budget: budget.reject_budget,
     };
-    let reactor = Reactor::new(listener, router, config)?;
+    let mut reactor = Reactor::new(listener, router, config)?;
+    if let Some(j) = journal {
+        reactor = reactor.with_journal(j);
+    }
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{}", reactor.local_addr()?)?;
     stdout.flush()?;
     drop(stdout);
 
-    reactor.run()
+    Ok(reactor.run()?)
 }
 
 /// Binds the listener with our own backlog. mio (like std) always asks `listen(2)` for

@@ -1,8 +1,11 @@
 //! Counters for `/metrics`, in the Prometheus text exposition format.
 //!
-//! Plain integers: the one thread that serves requests is the only one that counts.
+//! Plain integers: the one thread that serves requests is the only one that counts. The
+//! loop's own figures (time asleep and busy, events per wakeup, turn time) are fixed-size
+//! histograms, so recording them allocates nothing.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -10,15 +13,17 @@ pub enum Route {
     Set,
     Inc,
     Metrics,
+    Dashboard,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 5] = [
+    const ALL: [Route; 6] = [
         Route::Get,
         Route::Set,
         Route::Inc,
         Route::Metrics,
+        Route::Dashboard,
         Route::Other,
     ];
 
@@ -28,6 +33,7 @@ impl Route {
             Route::Set => "set",
             Route::Inc => "inc",
             Route::Metrics => "metrics",
+            Route::Dashboard => "dashboard",
             Route::Other => "other",
         }
     }
@@ -46,6 +52,154 @@ const CODES: [u16; 13] = [
     200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507,
 ];
 
+/// Upper bounds of `counterd_loop_events_per_wakeup`: 1, 2, 4, … 1024 (then +Inf).
+pub const EVENT_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Upper bounds, in seconds, of `counterd_loop_turn_seconds` (and the journal's fsync
+/// time): 1 µs to 1 s in 1-2.5-5 steps (then +Inf).
+pub const TIME_BUCKETS: [f64; 19] = [
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+];
+
+/// A Prometheus histogram with `N` fixed bounds: counts per bucket (not yet cumulative;
+/// that is done when rendering), the sum and the count.
+#[derive(Debug, Clone)]
+pub struct Histogram<const N: usize> {
+    bounds: &'static [f64; N],
+    /// `buckets[i]` counts values in `(bounds[i-1], bounds[i]]`; `buckets[N]` the rest.
+    buckets: [u64; N],
+    over: u64,
+    sum: f64,
+    count: u64,
+}
+
+impl<const N: usize> Histogram<N> {
+    pub const fn new(bounds: &'static [f64; N]) -> Histogram<N> {
+        Histogram {
+            bounds,
+            buckets: [0; N],
+            over: 0,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        // A linear scan: N is at most 19 and most values land in the first few buckets.
+        match self.bounds.iter().position(|&b| v <= b) {
+            Some(i) => self.buckets[i] += 1,
+            None => self.over += 1,
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(self.buckets) {
+            cumulative += n;
+            let _ = writeln!(out, "counterd_{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "counterd_{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "counterd_{name}_sum {}", self.sum);
+        let _ = writeln!(out, "counterd_{name}_count {}", self.count);
+    }
+}
+
+/// The loop's own accounting: where the thread's time goes, turn by turn.
+#[derive(Debug, Clone)]
+pub struct LoopStats {
+    /// Time inside `epoll_wait` and outside it: their rates are the loop's utilisation.
+    pub wait: Duration,
+    pub busy: Duration,
+    pub events_per_wakeup: Histogram<11>,
+    /// Busy time of one turn: the longest a ready client waits behind the others.
+    pub turn: Histogram<19>,
+}
+
+impl Default for LoopStats {
+    fn default() -> Self {
+        LoopStats {
+            wait: Duration::ZERO,
+            busy: Duration::ZERO,
+            events_per_wakeup: Histogram::new(&EVENT_BUCKETS),
+            turn: Histogram::new(&TIME_BUCKETS),
+        }
+    }
+}
+
+impl LoopStats {
+    /// One `epoll_wait` returned `events` after sleeping `slept`.
+    pub fn woke(&mut self, slept: Duration, events: usize) {
+        self.wait += slept;
+        self.events_per_wakeup.observe(events as f64);
+    }
+
+    /// One turn's work, from `epoll_wait` returning to calling it again, took `busy`.
+    pub fn turned(&mut self, busy: Duration) {
+        self.busy += busy;
+        self.turn.observe(busy.as_secs_f64());
+    }
+}
+
+/// With `--journal`: what the group commit did.
+#[derive(Debug, Clone)]
+pub struct JournalStats {
+    pub on: bool,
+    pub records: u64,
+    pub bytes: u64,
+    pub fsyncs: u64,
+    pub fsync_seconds: Histogram<19>,
+    pub compactions: u64,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        JournalStats {
+            on: false,
+            records: 0,
+            bytes: 0,
+            fsyncs: 0,
+            fsync_seconds: Histogram::new(&TIME_BUCKETS),
+            compactions: 0,
+        }
+    }
+}
+
+/// The standard `process_*` series, sampled by whoever renders (see `process.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Process {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub start_time_seconds: f64,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_open: u64,
@@ -55,6 +209,8 @@ pub struct Metrics {
     pub rate_limited: u64,
     pub loop_iterations: u64,
     pub events: u64,
+    pub looping: LoopStats,
+    pub journal: JournalStats,
     requests: [u64; Route::ALL.len()],
     responses: [u64; CODES.len() + 1],
     timeouts: [u64; 2],
@@ -98,8 +254,9 @@ impl Metrics {
             .map_or(0, |i| self.responses[i])
     }
 
-    /// The exposition text. `counters` is the store's size, a gauge owned elsewhere.
-    pub fn render(&self, counters: usize) -> String {
+    /// The exposition text. `counters` is the store's size, a gauge owned elsewhere;
+    /// `process` the process series, when they could be read.
+    pub fn render(&self, counters: usize, process: Option<&Process>) -> String {
         let mut out = String::with_capacity(4096);
         let o = &mut out;
         single(
@@ -215,8 +372,115 @@ impl Metrics {
             "Readiness events handled.",
             self.events,
         );
+        let l = &self.looping;
+        float(
+            o,
+            "counterd_loop_busy_seconds_total",
+            "counter",
+            "Time the loop spent outside epoll_wait.",
+            l.busy.as_secs_f64(),
+        );
+        float(
+            o,
+            "counterd_loop_wait_seconds_total",
+            "counter",
+            "Time the loop spent asleep in epoll_wait.",
+            l.wait.as_secs_f64(),
+        );
+        l.events_per_wakeup.render(
+            o,
+            "loop_events_per_wakeup",
+            "Events returned by one epoll_wait.",
+        );
+        l.turn.render(
+            o,
+            "loop_turn_seconds",
+            "Busy time of one loop turn: how long a ready client can wait behind the others.",
+        );
+        let j = &self.journal;
+        if j.on {
+            single(
+                o,
+                "journal_records_total",
+                "counter",
+                "Journal records written.",
+                j.records,
+            );
+            single(
+                o,
+                "journal_bytes_total",
+                "counter",
+                "Journal bytes written.",
+                j.bytes,
+            );
+            single(
+                o,
+                "journal_fsyncs_total",
+                "counter",
+                "fdatasync calls on the journal.",
+                j.fsyncs,
+            );
+            j.fsync_seconds.render(
+                o,
+                "journal_fsync_seconds",
+                "Time one fdatasync of the journal took.",
+            );
+            single(
+                o,
+                "journal_compactions_total",
+                "counter",
+                "Journal rewrites as one record per counter.",
+                j.compactions,
+            );
+        }
+        if let Some(p) = process {
+            let o = &mut out;
+            float(
+                o,
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                p.cpu_seconds,
+            );
+            float(
+                o,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                p.resident_bytes as f64,
+            );
+            float(
+                o,
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                p.open_fds as f64,
+            );
+            float(
+                o,
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                p.max_fds as f64,
+            );
+            float(
+                o,
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time_seconds,
+            );
+        }
         out
     }
+}
+
+/// A family of one sample with a full name (`process_*` has no `counterd_` prefix).
+fn float(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -249,7 +513,18 @@ mod tests {
         m.response(200);
         m.response(299);
         m.timeout(Timeout::Header);
-        let text = m.render(7);
+        m.looping.woke(Duration::from_millis(3), 3);
+        m.looping.woke(Duration::from_millis(1), 2000);
+        m.looping.turned(Duration::from_micros(30));
+        m.looping.turned(Duration::from_secs(2));
+        let p = Process {
+            cpu_seconds: 1.5,
+            resident_bytes: 4096,
+            open_fds: 9,
+            max_fds: 1024,
+            start_time_seconds: 1.7e9,
+        };
+        let text = m.render(7, Some(&p));
         for line in [
             "counterd_connections_open 1",
             "counterd_connections_peak 2",
@@ -265,6 +540,24 @@ mod tests {
             "counterd_counters 7",
             "counterd_loop_iterations_total 0",
             "counterd_events_total 0",
+            "counterd_loop_wait_seconds_total 0.004",
+            "counterd_loop_busy_seconds_total 2.00003",
+            "counterd_loop_events_per_wakeup_bucket{le=\"2\"} 0",
+            "counterd_loop_events_per_wakeup_bucket{le=\"4\"} 1",
+            "counterd_loop_events_per_wakeup_bucket{le=\"1024\"} 1",
+            "counterd_loop_events_per_wakeup_bucket{le=\"+Inf\"} 2",
+            "counterd_loop_events_per_wakeup_sum 2003",
+            "counterd_loop_events_per_wakeup_count 2",
+            "counterd_loop_turn_seconds_bucket{le=\"0.000001\"} 0",
+            "counterd_loop_turn_seconds_bucket{le=\"0.00005\"} 1",
+            "counterd_loop_turn_seconds_bucket{le=\"1\"} 1",
+            "counterd_loop_turn_seconds_bucket{le=\"+Inf\"} 2",
+            "counterd_loop_turn_seconds_count 2",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 4096",
+            "process_open_fds 9",
+            "process_max_fds 1024",
+            "process_start_time_seconds 1700000000",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -278,6 +571,8 @@ mod tests {
                 family = rest.split(' ').next().unwrap();
             } else if !line.starts_with('#') {
                 assert!(line.starts_with(family), "{line} outside {family}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}: not a number");
             }
         }
     }

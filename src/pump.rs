@@ -34,9 +34,24 @@ pub enum Pumped {
     Yielded,
 }
 
+/// How much of its work [`pump`] may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read, answer, write.
+    Serve,
+    /// Read and answer, but write nothing: with `--journal`, this turn's answers wait until
+    /// its records are written (and synced).
+    Hold,
+    /// Only write what is held; reading resumes next turn if it had not reached the end.
+    Flush,
+}
+
 /// One connection's reading state, kept by the reactor between events.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadState {
+    /// The last reading ended because the input was exhausted (not for the budget or
+    /// backpressure): nothing more to read until the next edge.
+    pub exhausted: bool,
     /// An event has reported the peer's close (`EPOLLRDHUP`): read until `0`, since no
     /// further edge will come.
     pub peer_closed: bool,
@@ -62,6 +77,7 @@ impl Buffers {
 
 /// Reads what the socket has (up to backpressure or the read budget), feeding the
 /// connection, and writes its answers until they are out or the socket is full.
+#[allow(clippy::too_many_arguments)]
 pub fn pump<S: Read + Write, C: Counters>(
     key: usize,
     socket: &mut S,
@@ -70,12 +86,24 @@ pub fn pump<S: Read + Write, C: Counters>(
     bufs: &mut Buffers,
     router: &mut Router<C>,
     now: Instant,
+    mode: Mode,
 ) -> io::Result<Pumped> {
+    if mode == Mode::Flush {
+        let out = flush(key, socket, conn, &mut bufs.spare, router, now)?;
+        return Ok(if out && conn.wants_read() && !rs.exhausted {
+            Pumped::Yielded
+        } else {
+            Pumped::Blocked
+        });
+    }
     loop {
         let mut exhausted = false;
+        rs.exhausted = false;
         while conn.wants_read() {
             if rs.reads_left == 0 {
-                flush(key, socket, conn, &mut bufs.spare, router, now)?;
+                if mode == Mode::Serve {
+                    flush(key, socket, conn, &mut bufs.spare, router, now)?;
+                }
                 return Ok(Pumped::Yielded);
             }
             rs.reads_left -= 1;
@@ -100,6 +128,10 @@ pub fn pump<S: Read + Write, C: Counters>(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        rs.exhausted = exhausted;
+        if mode == Mode::Hold {
+            return Ok(Pumped::Blocked);
         }
         if !flush(key, socket, conn, &mut bufs.spare, router, now)?
             || exhausted
@@ -235,8 +267,8 @@ mod tests {
                 socket: Scripted::default(),
                 conn: Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), now),
                 rs: ReadState {
-                    peer_closed: false,
                     reads_left: READ_BUDGET,
+                    ..ReadState::default()
                 },
                 bufs: Buffers::new(READ_SIZE),
                 router: Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH)),
@@ -257,7 +289,7 @@ mod tests {
                 &mut self.bufs,
                 &mut self.router,
             );
-            pump(0, s, c, rs, b, r, self.now).unwrap()
+            pump(0, s, c, rs, b, r, self.now, Mode::Serve).unwrap()
         }
 
         fn calls(&mut self) -> Vec<&'static str> {
@@ -350,6 +382,62 @@ mod tests {
         let text = String::from_utf8_lossy(&w.socket.written).into_owned();
         assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 400);
         assert!(w.socket.reads.is_empty(), "every byte was read");
+    }
+
+    #[test]
+    fn hold_answers_without_writing_and_flush_writes_without_reading() {
+        let mut w = World::new();
+        w.reads([Step::Data(get("i"))]);
+        let (s, c, rs, b, r) = (
+            &mut w.socket,
+            &mut w.conn,
+            &mut w.rs,
+            &mut w.bufs,
+            &mut w.router,
+        );
+        assert_eq!(
+            pump(0, s, c, rs, b, r, w.now, Mode::Hold).unwrap(),
+            Pumped::Blocked
+        );
+        assert_eq!(w.calls(), ["read"], "answered, held");
+        assert!(!w.conn.output().is_empty());
+        let (s, c, rs, b, r) = (
+            &mut w.socket,
+            &mut w.conn,
+            &mut w.rs,
+            &mut w.bufs,
+            &mut w.router,
+        );
+        assert_eq!(
+            pump(0, s, c, rs, b, r, w.now, Mode::Flush).unwrap(),
+            Pumped::Blocked
+        );
+        assert_eq!(w.calls(), ["write"], "released; the input was exhausted");
+        // Held at the read budget: once flushed, it asks to read on next turn.
+        w.reads((0..READ_BUDGET + 1).map(|_| Step::Data(get("i").repeat(200))));
+        w.rs.reads_left = 1;
+        let (s, c, rs, b, r) = (
+            &mut w.socket,
+            &mut w.conn,
+            &mut w.rs,
+            &mut w.bufs,
+            &mut w.router,
+        );
+        assert_eq!(
+            pump(0, s, c, rs, b, r, w.now, Mode::Hold).unwrap(),
+            Pumped::Yielded
+        );
+        let (s, c, rs, b, r) = (
+            &mut w.socket,
+            &mut w.conn,
+            &mut w.rs,
+            &mut w.bufs,
+            &mut w.router,
+        );
+        assert_eq!(
+            pump(0, s, c, rs, b, r, w.now, Mode::Flush).unwrap(),
+            Pumped::Yielded
+        );
     }
 
     #[test]

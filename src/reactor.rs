@@ -11,8 +11,10 @@
 //! the counter store needs no lock.
 
 use std::collections::VecDeque;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, trace, warn};
@@ -22,9 +24,12 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::conn::{Conn, Next};
+use crate::journal;
 use crate::limits::Episode;
-use crate::pump::{Buffers, Pumped, READ_BUDGET, ReadState, pump};
+use crate::metrics::Metrics;
+use crate::pump::{Buffers, Mode, Pumped, READ_BUDGET, ReadState, pump};
 use crate::router::Router;
+use crate::store::Store;
 use crate::timers::{Slot, Timers};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -67,6 +72,8 @@ struct Client {
     read: ReadState,
     /// In `yielded` already: a connection waits there at most once.
     queued: bool,
+    /// In `held`: answers formed this turn wait for the journal.
+    held: bool,
 }
 
 impl AsMut<Slot> for Client {
@@ -86,6 +93,9 @@ pub struct Reactor {
     bufs: Buffers,
     /// Connections that used up their read budget, to be driven again next turn.
     yielded: VecDeque<usize>,
+    /// With `--journal`: the file, and the connections whose answers wait for it.
+    journal: Option<Journal>,
+    held: Vec<usize>,
     /// Connections counted against the cap, and 503s on their way out.
     open: usize,
     rejecting: usize,
@@ -115,6 +125,8 @@ impl Reactor {
             config,
             bufs: Buffers::new(READ_BUF),
             yielded: VecDeque::new(),
+            journal: None,
+            held: Vec::new(),
             open: 0,
             rejecting: 0,
             at_cap: false,
@@ -123,6 +135,14 @@ impl Reactor {
             stopping: None,
             started: Instant::now(),
         })
+    }
+
+    /// Keeps the counters in `journal` from now on (it has been replayed into the store).
+    pub fn with_journal(mut self, journal: Journal) -> Reactor {
+        self.router.journal = Some(Vec::with_capacity(READ_BUF));
+        self.router.metrics.journal.on = true;
+        self.journal = Some(journal);
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -135,16 +155,29 @@ impl Reactor {
     /// Serves until SIGINT/SIGTERM and a graceful shutdown.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // When the turn now ending began (`epoll_wait` returned), what it slept and saw.
+        let mut turn: Option<(Instant, Duration, usize)> = None;
         loop {
             let now = Instant::now();
+            if let Some((began, slept, n)) = turn {
+                let busy = now - began;
+                self.router.metrics.looping.turned(busy);
+                trace!(
+                    "turn {}: slept {}us in epoll_wait, {n} {}, busy {}us",
+                    self.router.metrics.loop_iterations,
+                    slept.as_micros(),
+                    if n == 1 { "event" } else { "events" },
+                    busy.as_micros()
+                );
+            }
             if let Some(deadline) = self.stopping {
                 if self.clients.is_empty() {
                     break;
                 }
                 if now >= deadline {
                     warn!(
-                        "{} connections still writing after {SHUTDOWN_GRACE:?}; closing them",
-                        self.clients.len()
+                        "{} still writing after {SHUTDOWN_GRACE:?}; closing them",
+                        plural(self.clients.len() as u64, "connection")
                     );
                     break;
                 }
@@ -156,7 +189,11 @@ impl Reactor {
                 }
                 return Err(e);
             }
-            let now = Instant::now();
+            let woke = Instant::now();
+            let n = events.iter().count();
+            self.router.metrics.looping.woke(woke - now, n);
+            turn = Some((woke, woke - now, n));
+            let now = woke;
             self.router.date.update(SystemTime::now());
             self.router.metrics.loop_iterations += 1;
             // Connections that yielded last turn go after this turn's events.
@@ -164,8 +201,8 @@ impl Reactor {
             for event in events.iter() {
                 self.router.metrics.events += 1;
                 trace!(
-                    "event {:?} readable={} writable={} read_closed={} write_closed={} error={}",
-                    event.token(),
+                    "event {} readable={} writable={} read_closed={} write_closed={} error={}",
+                    TokenName(event.token()),
                     event.is_readable(),
                     event.is_writable(),
                     event.is_read_closed(),
@@ -199,8 +236,41 @@ impl Reactor {
             if self.at_cap || self.accept_paused_until.is_some() {
                 self.accept(now);
             }
+            self.commit(now)?;
         }
         self.finish()
+    }
+
+    /// The end of a turn with `--journal`: this turn's records go out in one `write`
+    /// (then, with `--fsync always`, one `fdatasync`), and only then are this turn's
+    /// answers released — group commit, as Redis flushes its AOF before the loop sleeps.
+    /// An error stops the server before any unrecorded change is acknowledged.
+    fn commit(&mut self, now: Instant) -> io::Result<()> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        let records = self.router.journal.as_mut().expect("journal buffer");
+        journal.append(records, now, &mut self.router.metrics)?;
+        records.clear();
+        for key in std::mem::take(&mut self.held) {
+            if let Some(client) = self.clients.get_mut(key) {
+                client.held = false;
+                self.drive_as(key, now, Mode::Flush);
+            }
+        }
+        let journal = self.journal.as_mut().expect("journal");
+        journal.maybe_sync(now, &mut self.router.metrics)?;
+        if journal::should_compact(journal.size, journal.compacted) {
+            let started = Instant::now();
+            journal.compact(self.router.store.iter())?;
+            self.router.metrics.journal.compactions += 1;
+            info!(
+                "journal compacted to {} bytes in {:.1} ms",
+                journal.size,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Ok(())
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -212,6 +282,7 @@ impl Reactor {
             self.timers.timeout(now),
             later(self.accept_paused_until),
             later(self.stopping),
+            later(self.journal.as_ref().and_then(Journal::sync_due)),
         ]
         .into_iter()
         .flatten()
@@ -310,6 +381,7 @@ impl Reactor {
             turn: 0,
             read: ReadState::default(),
             queued: false,
+            held: false,
         });
         if !room {
             self.drive(key, now); // the 503 is ready to go
@@ -321,6 +393,16 @@ impl Reactor {
     /// Does all the I/O one connection is ready for, then closes it or updates its interest
     /// and deadline.
     fn drive(&mut self, key: usize, now: Instant) {
+        // With a journal, answers wait for the end of the turn (see `commit`).
+        let mode = if self.journal.is_some() {
+            Mode::Hold
+        } else {
+            Mode::Serve
+        };
+        self.drive_as(key, now, mode);
+    }
+
+    fn drive_as(&mut self, key: usize, now: Instant, mode: Mode) {
         let Some(client) = self.clients.get_mut(key) else {
             return; // closed earlier in this turn
         };
@@ -338,6 +420,7 @@ impl Reactor {
                 &mut self.bufs,
                 &mut self.router,
                 now,
+                mode,
             ) {
                 Err(e) => {
                     debug!("{key}: {e}");
@@ -363,6 +446,10 @@ impl Reactor {
                 }
             }
         };
+        if mode == Mode::Hold && !client.held && !client.conn.output().is_empty() {
+            client.held = true;
+            self.held.push(key);
+        }
         if close {
             self.close(key);
             return;
@@ -442,14 +529,204 @@ impl Reactor {
         }
     }
 
-    fn finish(self) -> io::Result<()> {
+    fn finish(mut self) -> io::Result<()> {
+        if let Some(journal) = &mut self.journal {
+            let records = self.router.journal.as_mut().expect("journal buffer");
+            journal.append(records, Instant::now(), &mut self.router.metrics)?;
+            journal.sync(&mut self.router.metrics)?;
+        }
         let m = &self.router.metrics;
         info!(
-            "stopped after {:.1}s: {} connections, {} requests",
+            "stopped after {:.1}s: {}, {}",
             self.started.elapsed().as_secs_f64(),
-            m.connections_accepted,
-            m.requests_total()
+            plural(m.connections_accepted, "connection"),
+            plural(m.requests_total(), "request")
         );
         Ok(())
+    }
+}
+
+/// Tokens as the trace names them: the two special ones by name, connections by slab key.
+struct TokenName(Token);
+
+impl std::fmt::Display for TokenName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            LISTENER => f.write_str("listener"),
+            SIGNALS => f.write_str("signals"),
+            Token(key) => write!(f, "{key}"),
+        }
+    }
+}
+
+/// `1 connection`, `2 connections`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+/// The journal file: opened and replayed at start, appended to once per turn.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    fsync: Fsync,
+    size: u64,
+    /// Size right after the last rewrite.
+    compacted: u64,
+    /// Written but not yet synced, since when.
+    dirty_since: Option<Instant>,
+}
+
+/// Why a journal could not be opened: the path (exit 2) or its contents (exit 1).
+pub enum OpenError {
+    Path(io::Error),
+    Damaged(String),
+    Io(io::Error),
+}
+
+impl Journal {
+    /// Opens (creating) `path`, replays it into `store`, preloading `preload` only into a
+    /// new journal, and rewrites it compacted.
+    pub fn open(
+        path: &Path,
+        fsync: Fsync,
+        store: &mut Store,
+        preload: &[(&str, i64)],
+    ) -> Result<Journal, OpenError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(OpenError::Path)?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(OpenError::Path)?;
+        let replayed = journal::replay(&data, store)
+            .map_err(|d| OpenError::Damaged(format!("{}: {d}", path.display())))?;
+        if replayed.torn {
+            warn!(
+                "{}: a torn last record ({} bytes at byte {}) was cut off",
+                path.display(),
+                data.len() - replayed.good,
+                replayed.good
+            );
+        }
+        if replayed.fresh {
+            for (name, value) in preload {
+                let _ = store.set(name, *value);
+            }
+        }
+        info!(
+            "{}: {} records replayed, {} counters",
+            path.display(),
+            replayed.records,
+            store.len()
+        );
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            fsync,
+            size: data.len() as u64,
+            compacted: 0,
+            dirty_since: None,
+        };
+        journal.compact(store.iter()).map_err(OpenError::Io)?;
+        Ok(journal)
+    }
+
+    /// One `write` of a turn's records, then `fdatasync` with `--fsync always`.
+    fn append(&mut self, records: &[u8], now: Instant, m: &mut Metrics) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(records)
+            .map_err(|e| self.error("write to", e))?;
+        self.size += records.len() as u64;
+        m.journal.records += records.iter().filter(|&&b| b == b'\n').count() as u64;
+        m.journal.bytes += records.len() as u64;
+        trace!("journal: wrote {} bytes", records.len());
+        match self.fsync {
+            Fsync::Always => self.sync(m),
+            Fsync::EverySec => {
+                self.dirty_since.get_or_insert(now);
+                Ok(())
+            }
+            Fsync::No => Ok(()),
+        }
+    }
+
+    /// With `everysec`: when the oldest unsynced write is a second old.
+    fn sync_due(&self) -> Option<Instant> {
+        self.dirty_since.map(|t| t + Duration::from_secs(1))
+    }
+
+    fn maybe_sync(&mut self, now: Instant, m: &mut Metrics) -> io::Result<()> {
+        match self.sync_due() {
+            Some(due) if now >= due => self.sync(m),
+            _ => Ok(()),
+        }
+    }
+
+    fn sync(&mut self, m: &mut Metrics) -> io::Result<()> {
+        let started = Instant::now();
+        self.file
+            .sync_data()
+            .map_err(|e| self.error("fdatasync", e))?;
+        self.dirty_since = None;
+        m.journal.fsyncs += 1;
+        m.journal
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Rewrites the journal as one record per counter: a temporary file, `fsync`, `rename`
+    /// over the journal, `fsync` of the directory, so that a crash at any point leaves
+    /// either the old journal or the new one.
+    fn compact<'a>(
+        &mut self,
+        counters: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> io::Result<()> {
+        let data = journal::compacted(counters);
+        let mut tmp_path = self.path.clone().into_os_string();
+        tmp_path.push(".tmp");
+        let tmp_path = PathBuf::from(tmp_path);
+        let mut tmp = File::create(&tmp_path).map_err(|e| self.error("create", e))?;
+        tmp.write_all(&data)
+            .map_err(|e| self.error("write to", e))?;
+        tmp.sync_all().map_err(|e| self.error("fsync", e))?;
+        std::fs::rename(&tmp_path, &self.path).map_err(|e| self.error("rename over", e))?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.error("fsync the directory of", e))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.error("reopen", e))?;
+        self.size = data.len() as u64;
+        self.compacted = self.size;
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    fn error(&self, what: &str, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot {what} the journal {}: {e}; stopping before acknowledging unrecorded changes",
+                self.path.display()
+            ),
+        )
     }
 }

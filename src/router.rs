@@ -7,14 +7,15 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
 use crate::conn::Limits;
-use crate::http::{self, Framing, HttpDate, Method, Reply, Request};
+use crate::http::{self, ContentType, Framing, HttpDate, Method, Reply, Request};
+use crate::journal;
 use crate::limits::{Episode, RateLimiter};
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Metrics, Process, Route};
 use crate::query;
 use crate::store::{Counters, IncError, Store};
 
@@ -34,7 +35,18 @@ pub struct Router<C = Store> {
     /// Warnings, one per episode: clients rate limited, clients too slow to send a request.
     pub rate_limiting: Episode,
     pub slow_clients: Episode,
+    /// For `process_start_time_seconds`.
+    pub started: SystemTime,
+    /// Reads the `process_*` series for `/metrics`: `process::sample` in the server, nothing
+    /// by default, so that the router stays free of I/O and its answers deterministic.
+    pub process: fn(SystemTime) -> Option<Process>,
+    /// With `--journal`: the records of this turn's changes, which the reactor writes (and
+    /// syncs) before it lets this turn's answers out.
+    pub journal: Option<Vec<u8>>,
 }
+
+/// `GET /dashboard`: one self-contained page that polls `/metrics` and draws the loop live.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
 
 impl<C: Counters> Router<C> {
     pub fn new(store: C, limits: Limits, date: HttpDate) -> Router<C> {
@@ -47,6 +59,9 @@ impl<C: Counters> Router<C> {
             work: Duration::ZERO,
             rate_limiting: Episode::default(),
             slow_clients: Episode::default(),
+            started: SystemTime::now(),
+            process: |_| None,
+            journal: None,
         }
     }
 
@@ -63,11 +78,12 @@ impl<C: Counters> Router<C> {
             "/set" => Route::Set,
             "/inc" => Route::Inc,
             "/metrics" => Route::Metrics,
+            "/dashboard" => Route::Dashboard,
             _ => Route::Other,
         };
         self.metrics.request(route);
         let status = self.dispatch(route, req.method, query, peer, now, framing, out);
-        debug!("{peer} {:?} {} -> {status}", req.method, req.target);
+        debug!("{peer} {} {} -> {status}", req.method_name, req.target);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -107,8 +123,13 @@ impl<C: Counters> Router<C> {
             Route::Set => self.set(query, framing, out),
             Route::Inc => self.inc(query, framing, out),
             Route::Metrics => {
-                let text = self.metrics.render(self.store.count());
+                let process = (self.process)(self.started);
+                let text = self.metrics.render(self.store.count(), process.as_ref());
                 self.reply(out, framing, 200, None, &[text.as_bytes()])
+            }
+            Route::Dashboard => {
+                let body = [DASHBOARD.as_bytes()];
+                self.respond(out, framing, 200, None, &body, ContentType::Html)
             }
             Route::Other => self.reply(out, framing, 404, None, &[b"404 page not found\n"]),
         }
@@ -147,7 +168,12 @@ impl<C: Counters> Router<C> {
             return self.reply(out, framing, 400, None, &body);
         };
         match self.store.set(&name, val) {
-            Ok(()) => self.reply(out, framing, 200, None, &[b"ok\n"]),
+            Ok(()) => {
+                if let Some(records) = &mut self.journal {
+                    journal::set(records, &name, val);
+                }
+                self.reply(out, framing, 200, None, &[b"ok\n"])
+            }
             Err(_) => {
                 let mut n = itoa::Buffer::new();
                 let max = n.format(self.store.max()).as_bytes();
@@ -163,7 +189,12 @@ impl<C: Counters> Router<C> {
             Err(why) => return self.bad_request(out, framing, why),
         };
         match self.store.inc(&name) {
-            Ok(_) => self.reply(out, framing, 200, None, &[b"ok\n"]),
+            Ok(_) => {
+                if let Some(records) = &mut self.journal {
+                    journal::inc(records, &name);
+                }
+                self.reply(out, framing, 200, None, &[b"ok\n"])
+            }
             Err(IncError::NotFound) => {
                 self.reply(out, framing, 404, None, &[name.as_bytes(), b" not found\n"])
             }
@@ -191,7 +222,6 @@ impl<C: Counters> Router<C> {
         self.reply(out, Framing::CLOSE, status, extra, &[body.as_bytes()]);
     }
 
-    /// Every response goes through here, so every response is counted.
     fn reply(
         &mut self,
         out: &mut Vec<u8>,
@@ -200,6 +230,19 @@ impl<C: Counters> Router<C> {
         extra: Option<(&'static str, &[u8])>,
         body: &[&[u8]],
     ) -> u16 {
+        self.respond(out, framing, status, extra, body, ContentType::Text)
+    }
+
+    /// Every response goes through here, so every response is counted.
+    fn respond(
+        &mut self,
+        out: &mut Vec<u8>,
+        framing: Framing,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        body: &[&[u8]],
+        content_type: ContentType,
+    ) -> u16 {
         self.metrics.response(status);
         http::write_response(
             out,
@@ -207,6 +250,7 @@ impl<C: Counters> Router<C> {
                 status,
                 extra,
                 body,
+                content_type,
             },
             framing,
             &self.date,

@@ -66,6 +66,11 @@ impl Store {
         self.counters.get(name).copied()
     }
 
+    /// Every counter, in no particular order (for the journal's compacted form).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.counters.iter().map(|(k, v)| (&**k, *v))
+    }
+
     /// Creates or overwrites. Overwriting an existing name never allocates.
     pub fn set(&mut self, name: &str, val: i64) -> Result<(), Full> {
         if let Some(v) = self.counters.get_mut(name) {

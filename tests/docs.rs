@@ -33,8 +33,7 @@ fn every_relative_doc_link_resolves_inside_the_repository() {
     for page in &pages {
         let text = fs::read_to_string(page).unwrap();
         for target in link_targets(&text) {
-            if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:")
-            {
+            if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") {
                 continue;
             }
             let file = target.split('#').next().unwrap();
@@ -50,7 +49,10 @@ fn every_relative_doc_link_resolves_inside_the_repository() {
             checked += 1;
         }
     }
-    assert!(checked > 20, "only {checked} links found: is the parser broken?");
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser broken?"
+    );
 }
 
 #[test]

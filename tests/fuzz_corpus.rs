@@ -61,3 +61,8 @@ fn query_corpus() {
 fn connection_corpus() {
     replay("connection", counterd::fuzzing::connection);
 }
+
+#[test]
+fn journal_corpus() {
+    replay("journal", counterd::fuzzing::journal);
+}
