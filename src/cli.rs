@@ -2,36 +2,39 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use std::path::PathBuf;
+use crate::config::{Config, Fsync, Overload, Rate};
 
-use crate::reactor::{Fsync, Overload};
-
-pub const USAGE: &str = "\
+/// `--help`, with the defaults of [`Config::default`] (the one place they live).
+pub fn usage() -> String {
+    let d = Config::default();
+    let secs = |t: std::time::Duration| t.as_secs_f64();
+    format!(
+        "\
 counterd — named counters over HTTP/1.x, served by one thread on a mio reactor
 
 Usage: counterd [OPTIONS] [PORT]
 
 Arguments:
-  [PORT]  port to listen on; 0 picks a free one [default: 8000]
+  [PORT]  port to listen on; 0 picks a free one [default: {port}]
 
 Options:
-      --bind ADDR              address to listen on, IPv4 or IPv6 [default: 127.0.0.1]
+      --bind ADDR              address to listen on, IPv4 or IPv6 [default: {bind}]
       --backlog N              listen backlog: where clients wait at the cap and in bursts
                                of new connections (the kernel caps it at
-                               net.core.somaxconn) [default: 1024]
-      --max-conns N            cap on open client connections [default: 10000]
+                               net.core.somaxconn) [default: {backlog}]
+      --max-conns N            cap on open client connections [default: {max_conns}]
       --overload queue|reject  at the cap: leave new clients in the listen backlog (queue)
                                or answer them 503 (reject) [default: queue]
       --rate R                 per-client-IP limit, requests per second (429 past it) [default: off]
       --burst B                requests a client may make back to back [default: max(1, ceil(R))]
-      --idle-timeout SECS      close connections idle (or not reading) this long [default: 60]
+      --idle-timeout SECS      close connections idle (or not reading) this long [default: {idle}]
       --header-timeout SECS    a request must arrive within this from its first byte (408)
-                               [default: 10]
-      --max-header-bytes N     largest request head (431 past it) [default: 8192]
-      --max-counters N         most counters the store holds (507 past it) [default: 1000000]
+                               [default: {header}]
+      --max-header-bytes N     largest request head (431 past it) [default: {head}]
+      --max-counters N         most counters the store holds (507 past it) [default: {counters}]
       --journal FILE           keep the counters in FILE across restarts [default: off]
       --fsync always|everysec|no
                                with --journal: fdatasync every turn's records before
@@ -45,59 +48,21 @@ Options:
 
 Logs go to stderr; RUST_LOG=trace logs every readiness event. The only line on stdout is
 `listening on http://ADDR:PORT`, once the socket is bound.
-";
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    pub port: u16,
-    pub bind: IpAddr,
-    pub backlog: u32,
-    pub max_conns: usize,
-    pub overload: Overload,
-    pub rate: Option<f64>,
-    pub burst: Option<f64>,
-    pub idle_timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_counters: usize,
-    pub work: Duration,
-    pub journal: Option<PathBuf>,
-    pub fsync: Fsync,
-    pub verbose: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            port: 8000,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            backlog: 1024,
-            max_conns: 10_000,
-            overload: Overload::Queue,
-            rate: None,
-            burst: None,
-            idle_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(10),
-            max_header_bytes: 8192,
-            max_counters: 1_000_000,
-            work: Duration::ZERO,
-            journal: None,
-            fsync: Fsync::EverySec,
-            verbose: false,
-        }
-    }
-}
-
-impl Options {
-    /// The bucket size: `--burst`, or enough for one second at the rate.
-    pub fn burst(&self) -> Option<f64> {
-        self.rate.map(|r| self.burst.unwrap_or(r.ceil().max(1.0)))
-    }
+",
+        port = d.port,
+        bind = d.bind,
+        backlog = d.backlog,
+        max_conns = d.max_conns,
+        idle = secs(d.limits.idle_timeout),
+        header = secs(d.limits.header_timeout),
+        head = d.limits.max_head_bytes,
+        counters = d.max_counters,
+    )
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Run(Options),
+    Run(Config),
     Help,
     Version,
 }
@@ -119,7 +84,8 @@ impl From<lexopt::Error> for Error {
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
     use lexopt::prelude::*;
-    let mut o = Options::default();
+    let mut o = Config::default();
+    let (mut rate, mut burst) = (None, None);
     let mut port_seen = false;
     let mut p = lexopt::Parser::from_args(args);
     while let Some(arg) = p.next()? {
@@ -156,7 +122,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                 })?
             }
             Long("rate") => {
-                o.rate = Some(value(
+                rate = Some(value(
                     &mut p,
                     "--rate",
                     "a number of requests per second above 0, at most 1e9",
@@ -164,18 +130,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                 )?)
             }
             Long("burst") => {
-                o.burst = Some(value(&mut p, "--burst", "a number from 1 to 1e9", |s| {
+                burst = Some(value(&mut p, "--burst", "a number from 1 to 1e9", |s| {
                     s.parse::<f64>().ok().filter(|b| (1.0..=1e9).contains(b))
                 })?)
             }
             Long("idle-timeout") => {
-                o.idle_timeout = value(&mut p, "--idle-timeout", SECS_WANTED, secs)?
+                o.limits.idle_timeout = value(&mut p, "--idle-timeout", SECS_WANTED, secs)?
             }
             Long("header-timeout") => {
-                o.header_timeout = value(&mut p, "--header-timeout", SECS_WANTED, secs)?
+                o.limits.header_timeout = value(&mut p, "--header-timeout", SECS_WANTED, secs)?
             }
             Long("max-header-bytes") => {
-                o.max_header_bytes = value(
+                o.limits.max_head_bytes = value(
                     &mut p,
                     "--max-header-bytes",
                     "a whole number from 64 to 1048576",
@@ -235,9 +201,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             _ => return Err(arg.unexpected().into()),
         }
     }
-    if o.burst.is_some() && o.rate.is_none() {
+    if burst.is_some() && rate.is_none() {
         return Err(Error("--burst needs --rate".into()));
     }
+    o.rate = rate.map(|r| Rate::new(r, burst));
     Ok(Command::Run(o))
 }
 
@@ -277,7 +244,7 @@ fn secs(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Options, String> {
+    fn run(args: &[&str]) -> Result<Config, String> {
         match parse(args.iter().map(OsString::from)) {
             Ok(Command::Run(o)) => Ok(o),
             Ok(other) => panic!("unexpected {other:?}"),
@@ -285,12 +252,14 @@ mod tests {
         }
     }
 
+    use std::net::IpAddr;
+
     #[test]
     fn defaults() {
         let o = run(&[]).unwrap();
-        assert_eq!(o, Options::default());
+        assert_eq!(o, Config::default());
         assert_eq!(o.port, 8000);
-        assert_eq!(o.burst(), None);
+        assert_eq!(o.rate, None);
     }
 
     #[test]
@@ -321,15 +290,18 @@ mod tests {
         assert_eq!(o.bind, "::1".parse::<IpAddr>().unwrap());
         assert_eq!(o.max_conns, 10);
         assert_eq!(o.overload, Overload::Reject);
-        assert_eq!(o.burst(), Some(3.0));
-        assert_eq!(o.idle_timeout, Duration::from_millis(500));
-        assert_eq!(o.header_timeout, Duration::from_secs(2));
-        assert_eq!((o.max_header_bytes, o.max_counters), (1024, 5));
+        assert_eq!(o.rate.map(|r| r.burst), Some(3.0));
+        assert_eq!(o.limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(o.limits.header_timeout, Duration::from_secs(2));
+        assert_eq!((o.limits.max_head_bytes, o.max_counters), (1024, 5));
         assert_eq!(o.work, Duration::from_millis(1));
         assert!(o.verbose);
         assert_eq!(
-            run(&["--rate", "20", "--burst", "1"]).unwrap().burst(),
-            Some(1.0)
+            run(&["--rate", "20", "--burst", "1"]).unwrap().rate,
+            Some(Rate {
+                per_second: 20.0,
+                burst: 1.0
+            })
         );
         assert_eq!(run(&["0"]).unwrap().port, 0);
     }
@@ -407,9 +379,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.backlog, 65_535);
-        assert_eq!(o.idle_timeout, Duration::from_secs(31_536_000));
-        assert_eq!(o.header_timeout, Duration::from_micros(1));
-        assert_eq!(o.max_header_bytes, 1 << 20);
+        assert_eq!(o.limits.idle_timeout, Duration::from_secs(31_536_000));
+        assert_eq!(o.limits.header_timeout, Duration::from_micros(1));
+        assert_eq!(o.limits.max_head_bytes, 1 << 20);
     }
 
     #[test]
@@ -425,5 +397,7 @@ mod tests {
         assert_eq!(parse(["--help".into()]).unwrap(), Command::Help);
         assert_eq!(parse(["-h".into()]).unwrap(), Command::Help);
         assert_eq!(parse(["-V".into()]).unwrap(), Command::Version);
+        let help = usage();
+        assert!(help.contains("[default: 8192]") && help.contains("[default: 127.0.0.1]"));
     }
 }

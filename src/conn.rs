@@ -5,15 +5,18 @@
 //! before reading, [`Conn::next`] after each round, and [`Conn::deadline`] for its timer.
 //! Everything about HTTP/1.x on a stream lives here: pipelining, bodies to skip, closing
 //! rules, half-close, output backpressure and the per-request clocks.
+//!
+//! What a request means is not its business: it hands each complete request to a
+//! [`Service`] (the router, in counterd) and asks it for refusals, and it reports what
+//! happened (a timeout fired) instead of counting it anywhere.
 
 use std::mem;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::config::Limits;
 use crate::http::{self, Request};
 use crate::metrics::Timeout;
-use crate::router::Router;
-use crate::store::Counters;
 
 /// Past this much unsent output the connection stops reading (and stops answering what it
 /// has already read) until the client catches up.
@@ -23,21 +26,20 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// so that the client reads that answer instead of a reset.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_head_bytes: usize,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_head_bytes: 8192,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-        }
-    }
+/// What a connection needs from the application behind it, and nothing more: an answer
+/// to one complete request, or a response that refuses and closes.
+pub trait Service {
+    /// Answers `req` from `peer`, appending the whole response to `out`.
+    fn answer(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>);
+    /// Appends a response with `status`, one optional extra header and `why` as its body,
+    /// framed to close the connection.
+    fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn std::fmt::Display,
+    );
 }
 
 /// What the reactor should do once it has done the I/O it could.
@@ -110,19 +112,22 @@ impl Conn {
         }
     }
 
-    /// A connection accepted over the cap in `reject` mode: `503`, then close.
-    pub fn rejected<C: Counters>(peer: IpAddr, now: Instant, router: &mut Router<C>) -> Conn {
-        let mut conn = Conn::new(peer, now);
-        router.metrics.connections_rejected += 1;
-        let retry = Some(("Retry-After", &b"1"[..]));
-        router.refuse(
-            &mut conn.out,
-            503,
-            retry,
-            "server at its connection limit, retry later",
-        );
-        conn.state = State::Closing;
-        conn
+    /// Answers nothing more: `status` goes out after what is already owed, then the
+    /// connection closes (lingering). For whoever refuses a connection as a whole, such as
+    /// the admission policy's `503` at the cap, and for every framing error.
+    pub fn refuse<S: Service>(
+        &mut self,
+        svc: &mut S,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.inbuf = Vec::new();
+        self.held_head = Vec::new();
+        self.body_left = 0;
+        self.request_started = None;
+        svc.refuse(&mut self.out, status, extra, why);
+        self.state = State::Closing;
     }
 
     pub fn peer(&self) -> IpAddr {
@@ -141,19 +146,19 @@ impl Conn {
     }
 
     /// Bytes read from the client. Answers are appended to [`Conn::out`].
-    pub fn receive<C: Counters>(&mut self, data: &[u8], router: &mut Router<C>, now: Instant) {
+    pub fn receive<S: Service>(&mut self, data: &[u8], svc: &mut S, limits: &Limits, now: Instant) {
         if self.state != State::Open {
             return; // closing or lingering: input is discarded
         }
         if self.inbuf.is_empty() {
             // Common case: whole requests, answered straight from the reactor's buffer.
-            let used = self.process(data, router, now);
+            let used = self.process(data, svc, limits, now);
             if self.state == State::Open {
                 self.inbuf.extend_from_slice(&data[used..]);
             }
         } else {
             self.inbuf.extend_from_slice(data);
-            self.process_held(router, now);
+            self.process_held(svc, limits, now);
         }
         self.update_request_clock(now);
     }
@@ -164,7 +169,7 @@ impl Conn {
     /// the start of a request held here may already be refusable. It gets its verdict now:
     /// otherwise a client that half-closes after a bad request would get its `400` or
     /// nothing, depending on how its bytes happened to be cut into reads.
-    pub fn eof<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
+    pub fn eof<S: Service>(&mut self, svc: &mut S, limits: &Limits, now: Instant) {
         self.read_closed = true;
         if self.state == State::Open
             && self.body_left == 0
@@ -172,13 +177,14 @@ impl Conn {
             && self.pending() < OUTPUT_HIGH_WATER
         {
             self.parsed = 0; // due at once
-            self.process_held(router, now);
+            self.process_held(svc, limits, now);
             self.update_request_clock(now);
         }
     }
 
     /// Bytes of input held: the start of a request still arriving, a head whose body is
-    /// still arriving, or requests held back by backpressure. Read-only, for tests and fuzzing.
+    /// still arriving, or requests held back by backpressure. For tests and fuzzing.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn buffered_input(&self) -> usize {
         self.inbuf.len() + self.held_head.len()
     }
@@ -222,7 +228,7 @@ impl Conn {
     /// high-water mark again, requests held back by backpressure are answered, before
     /// [`Conn::wants_read`] lets more input in: otherwise every small read by the client
     /// would let another full read of requests pile up behind them.
-    pub fn written<C: Counters>(&mut self, n: usize, router: &mut Router<C>, now: Instant) {
+    pub fn written<S: Service>(&mut self, n: usize, svc: &mut S, limits: &Limits, now: Instant) {
         self.sent += n.min(self.pending());
         if self.sent == self.out.len() {
             self.out.clear();
@@ -235,7 +241,7 @@ impl Conn {
         self.last_progress = now;
         if self.pending() < OUTPUT_HIGH_WATER && !self.inbuf.is_empty() && self.state == State::Open
         {
-            self.process_held(router, now);
+            self.process_held(svc, limits, now);
             self.update_request_clock(now);
         }
     }
@@ -286,37 +292,32 @@ impl Conn {
         }
     }
 
-    /// The deadline has passed: answer `408` to a request that is too slow, or give up on a
-    /// client that is idle or does not read.
-    pub fn on_timeout<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
-        if now < self.deadline(&router.limits) {
-            return;
+    /// The deadline may have passed: answer `408` to a request that is too slow, or give up
+    /// on a client that is idle or does not read. Returns the timeout that fired, if any (a
+    /// linger running out is no timeout: it is how closing ends).
+    pub fn on_timeout<S: Service>(
+        &mut self,
+        svc: &mut S,
+        limits: &Limits,
+        now: Instant,
+    ) -> Option<Timeout> {
+        if now < self.deadline(limits) {
+            return None;
         }
         if let State::Lingering { .. } = self.state {
             self.state = State::Done;
-            return;
+            return None;
         }
         let header_late = self
             .header_clock()
-            .is_some_and(|t| now >= later(t, router.limits.header_timeout));
+            .is_some_and(|t| now >= later(t, limits.header_timeout));
         if header_late && self.state == State::Open {
-            router.metrics.timeout(Timeout::Header);
-            if router.slow_clients.begins(now) {
-                log::warn!(
-                    "requests not received within --header-timeout, starting with {}: answering 408",
-                    self.peer
-                );
-            }
-            self.inbuf = Vec::new();
-            self.held_head = Vec::new();
-            self.body_left = 0;
-            self.request_started = None;
             self.last_progress = now;
-            router.refuse(&mut self.out, 408, None, "request not received in time");
-            self.state = State::Closing;
+            self.refuse(svc, 408, None, &"request not received in time");
+            Some(Timeout::Header)
         } else {
-            router.metrics.timeout(Timeout::Idle);
             self.state = State::Done;
+            Some(Timeout::Idle)
         }
     }
 
@@ -337,9 +338,9 @@ impl Conn {
     }
 
     /// Processes `inbuf` in place (taken out so that requests can borrow from it).
-    fn process_held<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
+    fn process_held<S: Service>(&mut self, svc: &mut S, limits: &Limits, now: Instant) {
         let mut buf = mem::take(&mut self.inbuf);
-        let used = self.process(&buf, router, now);
+        let used = self.process(&buf, svc, limits, now);
         if self.state == State::Open && used < buf.len() {
             buf.drain(..used);
             self.inbuf = buf;
@@ -347,7 +348,13 @@ impl Conn {
     }
 
     /// Answers every complete request at the start of `buf`; returns the bytes consumed.
-    fn process<C: Counters>(&mut self, buf: &[u8], router: &mut Router<C>, now: Instant) -> usize {
+    fn process<S: Service>(
+        &mut self,
+        buf: &[u8],
+        svc: &mut S,
+        limits: &Limits,
+        now: Instant,
+    ) -> usize {
         let mut pos = 0;
         while self.state == State::Open {
             if self.body_left > 0 {
@@ -357,7 +364,7 @@ impl Conn {
                 if self.body_left > 0 {
                     break;
                 }
-                self.answer_held(router, now);
+                self.answer_held(svc, now);
                 continue;
             }
             if self.pending() >= OUTPUT_HIGH_WATER {
@@ -373,7 +380,7 @@ impl Conn {
             if rest.is_empty() {
                 break;
             }
-            match self.parse_next(rest, router.limits.max_head_bytes) {
+            match self.parse_next(rest, limits.max_head_bytes) {
                 Ok(Some((req, len))) => {
                     pos += len;
                     if req.body_len > 0 {
@@ -381,12 +388,12 @@ impl Conn {
                         self.held_head.extend_from_slice(&rest[..len]);
                         self.body_left = req.body_len;
                     } else {
-                        self.answer(&req, router, now);
+                        self.answer(&req, svc, now);
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.fail(e, router);
+                    self.fail(e, svc);
                     break;
                 }
             }
@@ -432,8 +439,8 @@ impl Conn {
         Ok(None)
     }
 
-    fn answer<C: Counters>(&mut self, req: &Request<'_>, router: &mut Router<C>, now: Instant) {
-        router.handle(req, self.peer, now, &mut self.out);
+    fn answer<S: Service>(&mut self, req: &Request<'_>, svc: &mut S, now: Instant) {
+        svc.answer(req, self.peer, now, &mut self.out);
         self.last_progress = now;
         self.request_started = None;
         if !req.keep_alive {
@@ -444,18 +451,18 @@ impl Conn {
         }
     }
 
-    fn answer_held<C: Counters>(&mut self, router: &mut Router<C>, now: Instant) {
+    fn answer_held<S: Service>(&mut self, svc: &mut S, now: Instant) {
         let head = mem::take(&mut self.held_head);
         match http::parse(&head) {
-            Ok(Some((req, _))) => self.answer(&req, router, now),
-            Ok(None) => self.fail(http::Error::Garbled, router),
-            Err(e) => self.fail(e, router),
+            Ok(Some((req, _))) => self.answer(&req, svc, now),
+            Ok(None) => self.fail(http::Error::Garbled, svc),
+            Err(e) => self.fail(e, svc),
         }
     }
 
-    fn fail<C: Counters>(&mut self, err: http::Error, router: &mut Router<C>) {
+    fn fail<S: Service>(&mut self, err: http::Error, svc: &mut S) {
         log::debug!("{}: {err}", self.peer);
-        router.refuse(&mut self.out, err.status(), None, err);
+        svc.refuse(&mut self.out, err.status(), None, &err);
         self.state = State::Closing;
     }
 }
@@ -471,10 +478,9 @@ fn later(t: Instant, d: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::HttpDate;
-    use crate::store::Store;
+    use crate::router::Router;
+    use crate::testkit::{self, parse_responses};
     use std::net::Ipv4Addr;
-    use std::time::UNIX_EPOCH;
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -482,14 +488,8 @@ mod tests {
     struct Harness {
         conn: Conn,
         router: Router,
+        limits: Limits,
         now: Instant,
-    }
-
-    #[derive(Debug)]
-    struct Resp {
-        status: u16,
-        head: String,
-        body: String,
     }
 
     impl Harness {
@@ -498,13 +498,11 @@ mod tests {
         }
 
         fn with_limits(limits: Limits) -> Harness {
-            let mut store = Store::new(1000);
-            store.set("i", 0).unwrap();
             let now = Instant::now();
-            let router = Router::new(store, limits, HttpDate::new(UNIX_EPOCH));
             Harness {
                 conn: Conn::new(PEER, now),
-                router,
+                router: testkit::router(1000),
+                limits,
                 now,
             }
         }
@@ -514,7 +512,8 @@ mod tests {
                 self.conn.wants_read(),
                 "fed a connection that does not want to read"
             );
-            self.conn.receive(bytes, &mut self.router, self.now);
+            self.conn
+                .receive(bytes, &mut self.router, &self.limits, self.now);
         }
 
         /// Takes everything the connection has to say, as the client would read it.
@@ -523,40 +522,28 @@ mod tests {
             while !self.conn.output().is_empty() {
                 let n = self.conn.output().len();
                 got.extend_from_slice(self.conn.output());
-                self.conn.written(n, &mut self.router, self.now);
+                self.conn
+                    .written(n, &mut self.router, &self.limits, self.now);
             }
             got
         }
 
-        fn responses(&mut self) -> Vec<Resp> {
+        fn responses(&mut self) -> Vec<testkit::Response> {
             parse_responses(&self.drain())
+        }
+
+        fn eof(&mut self) {
+            self.conn.eof(&mut self.router, &self.limits, self.now);
+        }
+
+        fn timeout(&mut self) -> Option<Timeout> {
+            self.conn
+                .on_timeout(&mut self.router, &self.limits, self.now)
         }
 
         fn advance(&mut self, d: Duration) {
             self.now += d;
         }
-    }
-
-    fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let end = http::find_head_end(bytes, 0).expect("complete response head");
-            let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .expect("Content-Length")
-                .parse()
-                .unwrap();
-            let body = String::from_utf8(bytes[end..end + len].to_vec()).unwrap();
-            out.push(Resp {
-                status: head[9..12].parse().unwrap(),
-                head,
-                body,
-            });
-            bytes = &bytes[end + len..];
-        }
-        out
     }
 
     fn get(target: &str) -> String {
@@ -569,7 +556,7 @@ mod tests {
         h.feed(get("/inc?name=i").as_bytes());
         let r = h.responses();
         assert_eq!(r.len(), 1);
-        assert_eq!((r[0].status, r[0].body.as_str()), (200, "ok\n"));
+        assert_eq!((r[0].status, r[0].text()), (200, "ok\n"));
         assert_eq!(h.conn.next(), Next::Continue);
         assert!(h.conn.inbuf.capacity() == 0 && h.conn.held_head.capacity() == 0);
     }
@@ -586,8 +573,8 @@ mod tests {
         let r = h.responses();
         assert_eq!(r.len(), 200);
         for k in 0..100 {
-            assert_eq!(r[2 * k].body, "ok\n");
-            assert_eq!(r[2 * k + 1].body, format!("n{k}: {k}\n"));
+            assert_eq!(r[2 * k].text(), "ok\n");
+            assert_eq!(r[2 * k + 1].text(), format!("n{k}: {k}\n"));
         }
     }
 
@@ -643,7 +630,7 @@ mod tests {
             }
         }
         assert!(parses <= 13, "httparse ran {parses} times");
-        assert_eq!(h.responses()[0].body, "i: 0\n");
+        assert_eq!(h.responses()[0].text(), "i: 0\n");
     }
 
     #[test]
@@ -678,7 +665,7 @@ mod tests {
         let mut h = Harness::new();
         h.feed(b"GET /get?name=i HTTP/1.0\r\n\r\n");
         let r = h.responses();
-        assert!(r[0].head.contains("\r\nConnection: close\r\n"));
+        assert!(r[0].raw_head.contains("\r\nConnection: close\r\n"));
         assert_eq!(
             h.conn.next(),
             Next::Shutdown,
@@ -688,7 +675,7 @@ mod tests {
         let mut h = Harness::new();
         h.feed(b"GET /get?name=i HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         let r = h.responses();
-        assert!(r[0].head.contains("\r\nConnection: keep-alive\r\n"));
+        assert!(r[0].raw_head.contains("\r\nConnection: keep-alive\r\n"));
         assert_eq!(h.conn.next(), Next::Continue);
     }
 
@@ -702,14 +689,14 @@ mod tests {
         h.feed(two.as_bytes());
         let r = h.responses();
         assert_eq!(r.len(), 1);
-        assert!(r[0].head.contains("Connection: close"));
+        assert!(r[0].raw_head.contains("Connection: close"));
         assert_eq!(h.router.store.get("i"), Some(1));
         // Bytes followed the close: linger so they do not turn into a reset.
         assert_eq!(h.conn.next(), Next::Shutdown);
         h.conn.linger(h.now);
         h.feed(b"more junk");
         assert!(h.conn.output().is_empty());
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert_eq!(h.conn.next(), Next::Close);
     }
 
@@ -730,7 +717,7 @@ mod tests {
         );
         let r = h.responses();
         assert_eq!(r.len(), 1);
-        assert!(r[0].head.contains("\r\nConnection: close\r\n"));
+        assert!(r[0].raw_head.contains("\r\nConnection: close\r\n"));
         assert_eq!(h.conn.next(), Next::Shutdown);
         h.conn.linger(h.now);
         assert!(h.conn.wants_read(), "lingering reads and discards");
@@ -739,7 +726,7 @@ mod tests {
             assert!(h.conn.output().is_empty());
             assert_eq!(h.conn.next(), Next::Continue);
         }
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert_eq!(h.conn.next(), Next::Close);
         assert_eq!(
             h.router.store.get("i"),
@@ -768,7 +755,7 @@ mod tests {
     fn a_close_after_the_client_half_closed_needs_no_linger() {
         let mut h = Harness::new();
         h.feed(b"GET /inc?name=i HTTP/1.1\r\nConnection: close\r\n\r\n");
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert_eq!(h.responses().len(), 1);
         assert_eq!(h.conn.next(), Next::Close, "nothing more can arrive");
     }
@@ -784,7 +771,7 @@ mod tests {
             let k = h.conn.output().len().min(7);
             got.extend_from_slice(&h.conn.output()[..k]);
             let before = (h.conn.sent, h.conn.pending());
-            h.conn.written(k, &mut h.router, h.now);
+            h.conn.written(k, &mut h.router, &h.limits, h.now);
             if h.conn.sent == 0 && before.0 + k < before.0 + before.1 {
                 moved += before.1 - k;
             }
@@ -821,12 +808,12 @@ mod tests {
     fn half_close_still_gets_every_answer() {
         let mut h = Harness::new();
         h.feed(format!("{}{}", get("/inc?name=i"), get("/get?name=i")).as_bytes());
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert!(!h.conn.wants_read());
         assert_eq!(h.conn.next(), Next::Continue, "answers still to send");
         let r = h.responses();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[1].body, "i: 1\n");
+        assert_eq!(r[1].text(), "i: 1\n");
         assert_eq!(h.conn.next(), Next::Close);
     }
 
@@ -834,7 +821,7 @@ mod tests {
     fn half_close_mid_request_closes_without_answer() {
         let mut h = Harness::new();
         h.feed(b"GET /inc?name=i HT");
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert!(h.drain().is_empty());
         assert_eq!(h.conn.next(), Next::Close);
         assert_eq!(h.router.store.get("i"), Some(0));
@@ -853,12 +840,12 @@ mod tests {
                 }
             }
             if h.conn.wants_read() {
-                h.conn.eof(&mut h.router, h.now);
+                h.eof();
             }
             let r = h.responses();
             assert_eq!(r.len(), 2, "reads of {size}");
             assert_eq!(r[1].status, 400, "reads of {size}");
-            assert!(r[1].head.contains("\r\nConnection: close\r\n"));
+            assert!(r[1].raw_head.contains("\r\nConnection: close\r\n"));
             assert_ne!(h.conn.next(), Next::Continue);
         }
         // A request merely cut short is still closed without an answer.
@@ -866,7 +853,7 @@ mod tests {
         for b in b"GET /inc?name=i HTTP/1.1\r\nHost: x" {
             h.feed(std::slice::from_ref(b));
         }
-        h.conn.eof(&mut h.router, h.now);
+        h.eof();
         assert!(h.drain().is_empty());
         assert_eq!(h.conn.next(), Next::Close);
     }
@@ -880,7 +867,7 @@ mod tests {
         h.feed(format!("56789{}", get("/get?name=i")).as_bytes());
         let r = h.responses();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[1].body, "i: 1\n");
+        assert_eq!(r[1].text(), "i: 1\n");
     }
 
     #[test]
@@ -895,7 +882,7 @@ mod tests {
         let r = h.responses();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].status, 405);
-        assert_eq!(r[1].body, "i: 0\n", "the body was not executed");
+        assert_eq!(r[1].text(), "i: 0\n", "the body was not executed");
     }
 
     /// Feeds `input` and expects one answer with `status`, `Connection: close`, and no more.
@@ -907,12 +894,16 @@ mod tests {
             "closing connections read nothing more"
         );
         // Even if the caller feeds more, it is ignored.
-        h.conn
-            .receive(get("/inc?name=i").as_bytes(), &mut h.router, h.now);
+        h.conn.receive(
+            get("/inc?name=i").as_bytes(),
+            &mut h.router,
+            &h.limits,
+            h.now,
+        );
         let r = h.responses();
         assert_eq!(r.len(), 1, "{:?}", String::from_utf8_lossy(input));
         assert_eq!(r[0].status, status, "{:?}", String::from_utf8_lossy(input));
-        assert!(r[0].head.contains("\r\nConnection: close\r\n"));
+        assert!(r[0].raw_head.contains("\r\nConnection: close\r\n"));
         assert_eq!(h.conn.next(), Next::Shutdown);
         assert_eq!(h.router.store.get("i"), Some(0));
     }
@@ -1014,7 +1005,7 @@ mod tests {
         let mut h = Harness::new();
         let n = 8000;
         let stream = get("/get?name=i").repeat(n);
-        let (read, max_head) = (4096, h.router.limits.max_head_bytes);
+        let (read, max_head) = (4096, h.limits.max_head_bytes);
         let (mut fed, mut got) = (0, Vec::new());
         while fed < stream.len() {
             if h.conn.wants_read() {
@@ -1024,7 +1015,7 @@ mod tests {
             } else {
                 let k = h.conn.output().len().min(100);
                 got.extend_from_slice(&h.conn.output()[..k]);
-                h.conn.written(k, &mut h.router, h.now);
+                h.conn.written(k, &mut h.router, &h.limits, h.now);
             }
             assert!(h.conn.pending() < OUTPUT_HIGH_WATER + 1024);
             let held = h.conn.buffered_input();
@@ -1033,7 +1024,7 @@ mod tests {
         got.extend(h.drain());
         let r = parse_responses(&got);
         assert_eq!(r.len(), n);
-        assert!(r.iter().all(|r| r.body == "i: 0\n"));
+        assert!(r.iter().all(|r| r.text() == "i: 0\n"));
     }
 
     #[test]
@@ -1046,27 +1037,23 @@ mod tests {
         let t0 = h.now;
         h.advance(Duration::from_millis(300));
         h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost");
-        assert_eq!(
-            h.conn.deadline(&h.router.limits),
-            t0 + Duration::from_millis(1300)
-        );
+        assert_eq!(h.conn.deadline(&h.limits), t0 + Duration::from_millis(1300));
         h.advance(Duration::from_millis(900));
         h.feed(b": x\r\n"); // progress does not extend the deadline
-        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(h.timeout(), None);
         assert!(h.conn.output().is_empty(), "not due yet");
         h.advance(Duration::from_millis(100));
-        h.conn.on_timeout(&mut h.router, h.now);
+        assert_eq!(
+            h.timeout(),
+            Some(Timeout::Header),
+            "reported, for the metrics"
+        );
         let r = h.responses();
         assert_eq!(r[0].status, 408);
-        assert!(r[0].head.contains("Connection: close"));
+        assert!(r[0].raw_head.contains("Connection: close"));
         assert_eq!(h.conn.next(), Next::Shutdown);
         assert_eq!(h.router.store.get("i"), Some(0));
-        assert!(
-            h.router
-                .metrics
-                .render(0, None)
-                .contains("counterd_timeouts_total{kind=\"header\"} 1")
-        );
+        assert_eq!(h.router.metrics.responses_with(408), 1);
     }
 
     #[test]
@@ -1078,7 +1065,7 @@ mod tests {
         let mut h = Harness::with_limits(limits);
         h.feed(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 5\r\n\r\nab");
         h.advance(Duration::from_secs(1));
-        h.conn.on_timeout(&mut h.router, h.now);
+        h.timeout();
         assert_eq!(h.responses()[0].status, 408);
     }
 
@@ -1090,19 +1077,13 @@ mod tests {
         };
         let mut h = Harness::with_limits(limits);
         let t0 = h.now;
-        assert_eq!(
-            h.conn.deadline(&h.router.limits),
-            t0 + Duration::from_secs(5)
-        );
+        assert_eq!(h.conn.deadline(&h.limits), t0 + Duration::from_secs(5));
         h.advance(Duration::from_secs(4));
         h.feed(get("/get?name=i").as_bytes());
         h.drain();
-        assert_eq!(
-            h.conn.deadline(&h.router.limits),
-            t0 + Duration::from_secs(9)
-        );
+        assert_eq!(h.conn.deadline(&h.limits), t0 + Duration::from_secs(9));
         h.advance(Duration::from_secs(5));
-        h.conn.on_timeout(&mut h.router, h.now);
+        h.timeout();
         assert_eq!(h.conn.next(), Next::Close);
         assert!(h.drain().is_empty(), "idle close says nothing");
     }
@@ -1117,7 +1098,7 @@ mod tests {
         h.feed(get("/get?name=i").repeat(4000).as_bytes());
         assert!(!h.conn.output().is_empty());
         h.advance(Duration::from_secs(5));
-        h.conn.on_timeout(&mut h.router, h.now);
+        h.timeout();
         assert_eq!(h.conn.next(), Next::Close);
         assert!(h.conn.output().is_empty(), "pending output is dropped");
     }
@@ -1131,9 +1112,9 @@ mod tests {
         h.conn.linger(h.now);
         assert!(h.conn.wants_read());
         assert_eq!(h.conn.next(), Next::Continue);
-        assert_eq!(h.conn.deadline(&h.router.limits), h.now + LINGER);
+        assert_eq!(h.conn.deadline(&h.limits), h.now + LINGER);
         h.advance(LINGER);
-        h.conn.on_timeout(&mut h.router, h.now);
+        h.timeout();
         assert_eq!(h.conn.next(), Next::Close);
     }
 
@@ -1157,16 +1138,17 @@ mod tests {
     }
 
     #[test]
-    fn rejected_connection_says_503_and_closes() {
-        let mut router = Harness::new().router;
-        let mut conn = Conn::rejected(PEER, Instant::now(), &mut router);
-        let r = parse_responses(conn.output());
-        assert_eq!(r[0].status, 503);
-        assert!(r[0].head.contains("\r\nRetry-After: 1"));
-        assert!(r[0].head.contains("\r\nConnection: close"));
-        let n = conn.output().len();
-        conn.written(n, &mut router, Instant::now());
-        assert_eq!(conn.next(), Next::Shutdown);
-        assert_eq!(router.metrics.connections_rejected, 1);
+    fn a_connection_refused_as_a_whole_says_so_and_closes() {
+        // What the reactor does with a connection over the cap in reject mode.
+        let mut h = Harness::new();
+        let retry = Some(("Retry-After", &b"1"[..]));
+        h.conn.refuse(&mut h.router, 503, retry, &"at the cap");
+        assert!(!h.conn.wants_read());
+        let r = h.responses();
+        assert_eq!((r.len(), r[0].status), (1, 503));
+        assert_eq!(r[0].header("Retry-After"), Some("1"));
+        assert!(r[0].closes());
+        assert_eq!(r[0].text(), "at the cap\n");
+        assert_eq!(h.conn.next(), Next::Shutdown);
     }
 }

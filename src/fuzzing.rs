@@ -9,13 +9,15 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
-use crate::conn::{Conn, Limits, Next, OUTPUT_HIGH_WATER};
-use crate::http::{self, HttpDate, MAX_BODY, Method};
+use crate::config::{Config, Limits};
+use crate::conn::{Conn, Next, OUTPUT_HIGH_WATER};
+use crate::http::{self, MAX_BODY, Method};
 use crate::query::{self, QueryError};
 use crate::router::Router;
 use crate::store::Store;
+use crate::testkit;
 
 // ---------------------------------------------------------------------------------------
 // parse_request
@@ -364,19 +366,19 @@ pub fn connection(data: &[u8]) {
     }
 }
 
-fn new_router(limits: Limits) -> Router {
+fn new_router() -> Router {
     let mut store = Store::new(16);
     store.set("i", 0).unwrap();
     store.set("j", 0).unwrap();
     store.set("m", i64::MAX - 1).unwrap();
-    Router::new(store, limits, HttpDate::new(UNIX_EPOCH))
+    testkit::router_with(store, &Config::default())
 }
 
 /// Drives a connection the way the reactor does: reads only while it wants to, writes what
 /// the client accepts, half-closes if planned, lingers after `Next::Shutdown`.
 fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     let now = Instant::now();
-    let mut router = new_router(limits);
+    let mut router = new_router();
     let mut conn = Conn::new(PEER, now);
     let read_cap = plan.reads.iter().copied().max().unwrap_or(CHUNK_CAP);
     let (mut reads, mut writes) = (plan.reads.iter().cycle(), plan.writes.iter().cycle());
@@ -394,14 +396,14 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
                     .copied()
                     .unwrap_or(CHUNK_CAP)
                     .min(stream.len() - fed);
-                conn.receive(&stream[fed..fed + n], &mut router, now);
+                conn.receive(&stream[fed..fed + n], &mut router, &limits, now);
                 fed += n;
                 progressed = true;
                 if lingering {
                     assert!(conn.output().is_empty(), "answered while lingering");
                 }
             } else if plan.eof && !eof_sent {
-                conn.eof(&mut router, now);
+                conn.eof(&mut router, &limits, now);
                 eof_sent = true;
                 progressed = true;
             }
@@ -415,7 +417,7 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
                 _ => writes.next().copied().unwrap_or(pending).min(pending),
             };
             got.extend_from_slice(&conn.output()[..n]);
-            conn.written(n, &mut router, now);
+            conn.written(n, &mut router, &limits, now);
             check_bounds(&conn, read_cap, limits);
             progressed = true;
         }
@@ -436,7 +438,12 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     assert!(conn.output().is_empty() || !lingering);
     // Whatever else arrives after an answer that closed is not answered.
     if lingering && conn.wants_read() {
-        conn.receive(b"GET /inc?name=i HTTP/1.1\r\n\r\n", &mut router, now);
+        conn.receive(
+            b"GET /inc?name=i HTTP/1.1\r\n\r\n",
+            &mut router,
+            &limits,
+            now,
+        );
         assert!(conn.output().is_empty(), "answered after closing");
     }
     Run {
@@ -592,27 +599,15 @@ fn check_answers(out: &[u8], expected: &[Expect], limits: Limits) {
 /// `head_only`), and whether it closes. Panics unless the status line and `Content-Length`
 /// are well formed and the whole answer is there.
 fn answer_at(out: &[u8], head_only: bool) -> (u16, usize, bool) {
-    let head_end = http::find_head_end(out, 0).expect("a complete response head");
-    let head = std::str::from_utf8(&out[..head_end]).expect("an ASCII response head");
-    let status_line = head.split("\r\n").next().unwrap();
-    let status: u16 = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let (r, len) = testkit::parse_response(out, head_only).expect("a whole answer");
+    let status_line = r.raw_head.split("\r\n").next().unwrap();
     assert_eq!(
         status_line,
-        format!("HTTP/1.1 {status} {}", http::reason(status))
+        format!("HTTP/1.1 {} {}", r.status, http::reason(r.status))
     );
-    assert_ne!(http::reason(status), "Unknown");
-    let body_len: usize = head
-        .split("\r\n")
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
-    let len = head_end + if head_only { 0 } else { body_len };
-    assert!(len <= out.len(), "answer cut short: {head:?}");
-    (status, len, head.contains("\r\nConnection: close\r\n"))
+    assert_ne!(http::reason(r.status), "Unknown");
+    assert!(r.header("Content-Length").is_some(), "{:?}", r.raw_head);
+    (r.status, len, r.closes())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,22 +1,35 @@
 //! counterd: a table of named counters served over HTTP/1.x by one thread running a
 //! hand-written epoll reactor on mio.
 //!
-//! A sans-I/O core — [`store`], [`query`], [`http`], [`router`], [`conn`], [`timers`],
-//! [`limits`], [`metrics`] — takes bytes in and gives bytes out; [`reactor`] is the only
-//! module that touches sockets. Start reading at `reactor.rs`.
+//! A sans-I/O core takes bytes and time in and gives bytes and decisions out:
+//! [`config`] (what the command line says, via [`cli`]), [`store`], [`query`], [`http`],
+//! [`router`], [`conn`], [`admission`], [`ratelimit`], [`timers`], [`journal`],
+//! [`metrics`]. One I/O driver does the rest: [`reactor`] (the loop), with [`pump`] (one
+//! socket's reads and writes), [`journal_file`] and [`os`] (setup and `/proc`). Start
+//! reading at `reactor.rs`.
+//!
+//! Dependencies point one way, from the driver down to the core:
+//! `reactor → pump → conn → http`, `reactor → router → store`, and `conn` knows the
+//! router only as a [`conn::Service`].
 
+pub mod admission;
 pub mod cli;
+pub mod config;
 pub mod conn;
-#[doc(hidden)]
+pub mod episode;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fuzzing;
 pub mod http;
 pub mod journal;
-pub mod limits;
+pub mod journal_file;
 pub mod metrics;
-pub mod process;
+pub mod os;
 pub mod pump;
 pub mod query;
+pub mod ratelimit;
 pub mod reactor;
 pub mod router;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testkit;
 pub mod timers;

@@ -1,25 +1,28 @@
-//! Wiring only: parse the command line, set up logging and limits, bind, serve.
+//! Wiring only: parse the command line into a [`Config`], set up logging, the descriptor
+//! budget, the store (from the journal, if any) and the listener, then serve.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use log::{error, warn};
 
-use counterd::cli::{self, Command, Options};
-use counterd::conn::Limits;
+use counterd::admission::{Admission, FdBudget};
+use counterd::cli::{self, Command};
+use counterd::config::{Config, Overload, PRELOAD};
 use counterd::http::HttpDate;
-use counterd::limits::{self, FdBudget, RateLimiter};
-use counterd::reactor::{self, Journal, OpenError, Overload, Reactor};
+use counterd::journal_file::{JournalFile, OpenError};
+use counterd::os;
+use counterd::reactor::Reactor;
 use counterd::router::Router;
 use counterd::store::Store;
 
 fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(opts)) => opts,
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -31,10 +34,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_level = if opts.verbose { "debug" } else { "info" };
+    let default_level = if config.verbose { "debug" } else { "info" };
     // Every line carries the microseconds since start, so a trace shows where the loop's
     // time goes (env_logger's own timestamps are wall-clock and need a heavier build).
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format(move |buf, record| {
             writeln!(
@@ -47,23 +50,18 @@ fn main() -> ExitCode {
             )
         })
         .init();
-    match serve(opts) {
+    match serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(code) => code,
-    }
-}
-
-/// Runs the server; `Err` is the exit code, its reason already logged.
-fn serve(opts: Options) -> Result<(), ExitCode> {
-    run(opts).map_err(|e| match e {
-        Stop::Io(e) => {
+        Err(Stop::Code(code)) => code,
+        Err(Stop::Io(e)) => {
             error!("{e}");
             ExitCode::FAILURE
         }
-        Stop::Code(code) => code,
-    })
+    }
 }
 
+/// Why the server stopped: an I/O error (exit 1), or an exit code with its reason
+/// already logged.
 enum Stop {
     Io(io::Error),
     Code(ExitCode),
@@ -75,110 +73,60 @@ impl From<io::Error> for Stop {
     }
 }
 
-impl From<ExitCode> for Stop {
-    fn from(c: ExitCode) -> Self {
-        Stop::Code(c)
-    }
-}
-
-fn run(opts: Options) -> Result<(), Stop> {
-    let reject = opts.overload == Overload::Reject;
-    let budget = match limits::raise_fd_limit() {
+fn serve(config: &Config) -> Result<(), Stop> {
+    let reject = config.overload == Overload::Reject;
+    let budget = match os::raise_fd_limit() {
         Ok(fds) => FdBudget::new(fds, reject),
         Err(e) => {
             warn!("cannot read RLIMIT_NOFILE: {e}");
             FdBudget::new(u64::MAX, reject)
         }
     };
-    let mut max_conns = opts.max_conns;
-    if budget.max_conns < max_conns {
-        max_conns = budget.max_conns;
+    if budget.max_conns < config.max_conns {
         warn!(
-            "--max-conns {} is more than the file descriptor limit allows; using {max_conns}",
-            opts.max_conns
+            "--max-conns {} is more than the file descriptor limit allows; using {}",
+            config.max_conns, budget.max_conns
         );
     }
+    let max_conns = config.max_conns.min(budget.max_conns);
+    let admission = Admission::new(max_conns, config.overload, budget.reject_budget);
 
-    // The original program's counters; with a journal, only a new journal gets them.
-    const PRELOAD: [(&str, i64); 2] = [("i", 0), ("j", 0)];
-    let mut store = Store::new(opts.max_counters);
-    let journal = match &opts.journal {
+    let mut store = Store::new(config.max_counters);
+    let journal = match &config.journal {
         None => {
             for (name, value) in PRELOAD {
                 let _ = store.set(name, value);
             }
             None
         }
-        Some(path) => match Journal::open(path, opts.fsync, &mut store, &PRELOAD) {
+        Some(path) => match JournalFile::open(path, config.fsync, &mut store, &PRELOAD) {
             Ok(j) => Some(j),
             Err(OpenError::Path(e)) => {
                 error!("cannot open the journal {}: {e}", path.display());
-                return Err(ExitCode::from(2).into());
+                return Err(Stop::Code(ExitCode::from(2)));
             }
             Err(OpenError::Damaged(why)) => {
                 error!("{why}; refusing to start rather than drop data");
-                return Err(ExitCode::FAILURE.into());
+                return Err(Stop::Code(ExitCode::FAILURE));
             }
-            Err(OpenError::Io(e)) => {
-                error!("{e}");
-                return Err(ExitCode::FAILURE.into());
-            }
+            Err(OpenError::Io(e)) => return Err(Stop::Io(e)),
         },
     };
-    let limits = Limits {
-        max_head_bytes: opts.max_header_bytes,
-        header_timeout: opts.header_timeout,
-        idle_timeout: opts.idle_timeout,
-    };
-    let mut router = Router::new(store, limits, HttpDate::new(SystemTime::now()));
-    router.work = opts.work;
-    router.process = counterd::process::sample;
-    if let (Some(rate), Some(burst)) = (opts.rate, opts.burst()) {
-        router.limiter = Some(RateLimiter::new(
-            rate,
-            burst,
-            RateLimiter::DEFAULT_MAX_TRACKED,
-        ));
-    }
+    let mut router = Router::new(store, config, HttpDate::new(SystemTime::now()));
+    router.process = os::sample;
 
-    let addr = SocketAddr::new(opts.bind, opts.port);
-    let listener = listen(addr, opts.backlog)
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = os::listen(addr, config.backlog)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    let config = reactor::Config {
-        max_conns,
-        overload: opts.overload,
-        reject_budget: budget.reject_budget,
-    };
-    let mut reactor = Reactor::new(listener, router, config)?;
+    let mut reactor = Reactor::new(listener, router, config.limits, admission)?;
     if let Some(j) = journal {
         reactor = reactor.with_journal(j);
     }
 
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on http://{}", reactor.local_addr()?)?;
     stdout.flush()?;
     drop(stdout);
 
     Ok(reactor.run()?)
-}
-
-/// Binds the listener with our own backlog. mio (like std) always asks `listen(2)` for
-/// 128, which under `ab -c 1000` overflows (every dropped SYN costs its client a 1 s
-/// retransmit) and caps `queue` mode's waiting room at 128 clients; socket2 builds the
-/// socket step by step, and mio takes it over as it is.
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // As std and mio do: a restarted server can bind while old connections sit in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
-    if let Some(max) = somaxconn.filter(|&max| max < backlog) {
-        warn!("--backlog {backlog} is more than net.core.somaxconn allows; the kernel uses {max}");
-    }
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
 }

@@ -17,9 +17,8 @@ use std::time::Instant;
 
 use log::trace;
 
-use crate::conn::Conn;
-use crate::router::Router;
-use crate::store::Counters;
+use crate::config::Limits;
+use crate::conn::{Conn, Service};
 
 /// Reads per connection per turn of the loop, so a client that sends and reads as fast as
 /// the loopback allows cannot keep the thread from everyone else.
@@ -75,21 +74,27 @@ impl Buffers {
     }
 }
 
+/// What the reactor lends to one pump: the shared buffers, the service that answers, the
+/// limits and the time of this turn.
+pub struct Env<'a, S> {
+    pub bufs: &'a mut Buffers,
+    pub svc: &'a mut S,
+    pub limits: &'a Limits,
+    pub now: Instant,
+}
+
 /// Reads what the socket has (up to backpressure or the read budget), feeding the
 /// connection, and writes its answers until they are out or the socket is full.
-#[allow(clippy::too_many_arguments)]
-pub fn pump<S: Read + Write, C: Counters>(
+pub fn pump<T: Read + Write, S: Service>(
     key: usize,
-    socket: &mut S,
+    socket: &mut T,
     conn: &mut Conn,
     rs: &mut ReadState,
-    bufs: &mut Buffers,
-    router: &mut Router<C>,
-    now: Instant,
+    env: &mut Env<'_, S>,
     mode: Mode,
 ) -> io::Result<Pumped> {
     if mode == Mode::Flush {
-        let out = flush(key, socket, conn, &mut bufs.spare, router, now)?;
+        let out = flush(key, socket, conn, env)?;
         return Ok(if out && conn.wants_read() && !rs.exhausted {
             Pumped::Yielded
         } else {
@@ -102,21 +107,21 @@ pub fn pump<S: Read + Write, C: Counters>(
         while conn.wants_read() {
             if rs.reads_left == 0 {
                 if mode == Mode::Serve {
-                    flush(key, socket, conn, &mut bufs.spare, router, now)?;
+                    flush(key, socket, conn, env)?;
                 }
                 return Ok(Pumped::Yielded);
             }
             rs.reads_left -= 1;
-            match socket.read(&mut bufs.read) {
+            match socket.read(&mut env.bufs.read) {
                 Ok(0) => {
                     trace!("{key}: read eof");
-                    conn.eof(router, now);
+                    conn.eof(env.svc, env.limits, env.now);
                 }
                 Ok(n) => {
                     trace!("{key}: read {n} bytes");
-                    conn.lend_buffer(&mut bufs.spare);
-                    conn.receive(&bufs.read[..n], router, now);
-                    if n < bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
+                    conn.lend_buffer(&mut env.bufs.spare);
+                    conn.receive(&env.bufs.read[..n], env.svc, env.limits, env.now);
+                    if n < env.bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
                         exhausted = true;
                         break;
                     }
@@ -133,10 +138,7 @@ pub fn pump<S: Read + Write, C: Counters>(
         if mode == Mode::Hold {
             return Ok(Pumped::Blocked);
         }
-        if !flush(key, socket, conn, &mut bufs.spare, router, now)?
-            || exhausted
-            || !conn.wants_read()
-        {
+        if !flush(key, socket, conn, env)? || exhausted || !conn.wants_read() {
             return Ok(Pumped::Blocked);
         }
         // Reading stopped for backpressure and the output has drained: read on, since
@@ -146,13 +148,11 @@ pub fn pump<S: Read + Write, C: Counters>(
 
 /// Writes pending output. Returns false if the socket is full (a short write, or
 /// `WouldBlock`): `WRITABLE` will say when it has room again.
-fn flush<S: Write, C: Counters>(
+fn flush<T: Write, S: Service>(
     key: usize,
-    socket: &mut S,
+    socket: &mut T,
     conn: &mut Conn,
-    spare: &mut Vec<u8>,
-    router: &mut Router<C>,
-    now: Instant,
+    env: &mut Env<'_, S>,
 ) -> io::Result<bool> {
     while !conn.output().is_empty() {
         let len = conn.output().len();
@@ -160,7 +160,7 @@ fn flush<S: Write, C: Counters>(
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 trace!("{key}: wrote {n} bytes");
-                conn.written(n, router, now);
+                conn.written(n, env.svc, env.limits, env.now);
                 if n < len {
                     return Ok(false);
                 }
@@ -170,19 +170,18 @@ fn flush<S: Write, C: Counters>(
             Err(e) => return Err(e),
         }
     }
-    conn.return_buffer(spare);
+    conn.return_buffer(&mut env.bufs.spare);
     Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::{Limits, Next};
-    use crate::http::HttpDate;
-    use crate::store::Store;
+    use crate::conn::Next;
+    use crate::router::Router;
+    use crate::testkit;
     use std::collections::VecDeque;
     use std::net::{IpAddr, Ipv4Addr};
-    use std::time::UNIX_EPOCH;
 
     /// What the scripted socket does at each call, in order.
     #[derive(Debug)]
@@ -253,6 +252,7 @@ mod tests {
         rs: ReadState,
         bufs: Buffers,
         router: Router,
+        limits: Limits,
         now: Instant,
     }
 
@@ -260,8 +260,6 @@ mod tests {
 
     impl World {
         fn new() -> World {
-            let mut store = Store::new(100);
-            store.set("i", 0).unwrap();
             let now = Instant::now();
             World {
                 socket: Scripted::default(),
@@ -271,7 +269,8 @@ mod tests {
                     ..ReadState::default()
                 },
                 bufs: Buffers::new(READ_SIZE),
-                router: Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH)),
+                router: testkit::router(100),
+                limits: Limits::default(),
                 now,
             }
         }
@@ -282,14 +281,25 @@ mod tests {
         }
 
         fn pump(&mut self) -> Pumped {
-            let (s, c, rs, b, r) = (
+            self.pump_as(Mode::Serve)
+        }
+
+        fn pump_as(&mut self, mode: Mode) -> Pumped {
+            let mut env = Env {
+                bufs: &mut self.bufs,
+                svc: &mut self.router,
+                limits: &self.limits,
+                now: self.now,
+            };
+            pump(
+                0,
                 &mut self.socket,
                 &mut self.conn,
                 &mut self.rs,
-                &mut self.bufs,
-                &mut self.router,
-            );
-            pump(0, s, c, rs, b, r, self.now, Mode::Serve).unwrap()
+                &mut env,
+                mode,
+            )
+            .unwrap()
         }
 
         fn calls(&mut self) -> Vec<&'static str> {
@@ -388,56 +398,16 @@ mod tests {
     fn hold_answers_without_writing_and_flush_writes_without_reading() {
         let mut w = World::new();
         w.reads([Step::Data(get("i"))]);
-        let (s, c, rs, b, r) = (
-            &mut w.socket,
-            &mut w.conn,
-            &mut w.rs,
-            &mut w.bufs,
-            &mut w.router,
-        );
-        assert_eq!(
-            pump(0, s, c, rs, b, r, w.now, Mode::Hold).unwrap(),
-            Pumped::Blocked
-        );
+        assert_eq!(w.pump_as(Mode::Hold), Pumped::Blocked);
         assert_eq!(w.calls(), ["read"], "answered, held");
         assert!(!w.conn.output().is_empty());
-        let (s, c, rs, b, r) = (
-            &mut w.socket,
-            &mut w.conn,
-            &mut w.rs,
-            &mut w.bufs,
-            &mut w.router,
-        );
-        assert_eq!(
-            pump(0, s, c, rs, b, r, w.now, Mode::Flush).unwrap(),
-            Pumped::Blocked
-        );
+        assert_eq!(w.pump_as(Mode::Flush), Pumped::Blocked);
         assert_eq!(w.calls(), ["write"], "released; the input was exhausted");
         // Held at the read budget: once flushed, it asks to read on next turn.
         w.reads((0..READ_BUDGET + 1).map(|_| Step::Data(get("i").repeat(200))));
         w.rs.reads_left = 1;
-        let (s, c, rs, b, r) = (
-            &mut w.socket,
-            &mut w.conn,
-            &mut w.rs,
-            &mut w.bufs,
-            &mut w.router,
-        );
-        assert_eq!(
-            pump(0, s, c, rs, b, r, w.now, Mode::Hold).unwrap(),
-            Pumped::Yielded
-        );
-        let (s, c, rs, b, r) = (
-            &mut w.socket,
-            &mut w.conn,
-            &mut w.rs,
-            &mut w.bufs,
-            &mut w.router,
-        );
-        assert_eq!(
-            pump(0, s, c, rs, b, r, w.now, Mode::Flush).unwrap(),
-            Pumped::Yielded
-        );
+        assert_eq!(w.pump_as(Mode::Hold), Pumped::Yielded);
+        assert_eq!(w.pump_as(Mode::Flush), Pumped::Yielded);
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub fn decode(s: &str) -> Result<Cow<'_, str>, QueryError> {
 }
 
 /// The inverse of [`decode`]: escapes everything but unreserved characters, space as `+`.
-/// Used by tests, fuzzing and the example clients.
+/// For tests and fuzzing only: the server never encodes.
+#[cfg(any(test, feature = "test-support"))]
 pub fn encode(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());

@@ -1,20 +1,24 @@
 //! The I/O driver: one `mio::Poll`, the listener, the signal pipe and a slab of
-//! connections, all edge-triggered. This is the only part of counterd that touches sockets.
+//! connections, all edge-triggered. Together with `pump.rs` (the bytes of one socket) and
+//! `journal_file.rs` (the journal's writes) this is the only part of counterd that does
+//! I/O while serving; every decision is made by the sans-I/O parts it calls.
 //!
-//! One turn of the loop ([`Reactor::run`]):
+//! One turn of the loop ([`Reactor::run`]), as in Redis's `ae.c`:
 //! 1. sleep in `epoll_wait` until readiness or the nearest deadline (the poll timeout);
-//! 2. for each event: accept until `WouldBlock`, or `Reactor::drive` one connection —
-//!    read until `WouldBlock`, hand the bytes to its [`Conn`], write the answers;
-//! 3. fire due deadlines; resume accepting if a connection closed while at the cap.
+//! 2. for each event: [`Reactor::accept`] what [`Admission`] lets in, or
+//!    [`Reactor::drive`] one connection — `pump` reads what the socket has, hands the
+//!    bytes to its [`Conn`] (which asks the [`Router`] for answers), writes the answers;
+//! 3. drive the connections that used up their read budget last turn, fire due deadlines,
+//!    retry accepting if it stalled at the cap;
+//! 4. with `--journal`, [`Reactor::commit`]: write (and sync) the turn's records, then
+//!    release the turn's answers.
 //!
 //! Nothing here blocks and nothing is shared: one event is handled at a time, which is why
 //! the counter store needs no lock.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, trace, warn};
@@ -23,13 +27,15 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::admission::{Admission, Admit};
+use crate::config::Limits;
 use crate::conn::{Conn, Next};
+use crate::episode::Episode;
 use crate::journal;
-use crate::limits::Episode;
-use crate::metrics::Metrics;
-use crate::pump::{Buffers, Mode, Pumped, READ_BUDGET, ReadState, pump};
+use crate::journal_file::JournalFile;
+use crate::metrics::Timeout;
+use crate::pump::{Buffers, Env, Mode, Pumped, READ_BUDGET, ReadState, pump};
 use crate::router::Router;
-use crate::store::Store;
 use crate::timers::{Slot, Timers};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -37,26 +43,8 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// One read's worth: also the most a connection holds back under backpressure.
 const READ_BUF: usize = 64 * 1024;
-/// Pause after `EMFILE`/`ENFILE` before accepting again.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for connections to finish writing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overload {
-    /// At the cap, stop accepting: new clients wait in the kernel's listen backlog.
-    Queue,
-    /// At the cap, accept and answer `503`.
-    Reject,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    pub max_conns: usize,
-    pub overload: Overload,
-    /// Connections being refused with `503` at once (`reject` mode).
-    pub reject_budget: usize,
-}
 
 struct Client {
     socket: TcpStream,
@@ -64,8 +52,8 @@ struct Client {
     timer: Slot,
     /// WRITABLE interest is registered (only while output is pending).
     writable: bool,
-    /// Counts against the cap (false for a connection being refused with 503).
-    counted: bool,
+    /// Served, or being refused with `503` (which does not count against the cap).
+    admitted: Admit,
     /// The turn `read.reads_left` belongs to: the read budget is per connection per turn,
     /// however often the connection is driven in it (an event, then its place in `yielded`).
     turn: u64,
@@ -89,25 +77,27 @@ pub struct Reactor {
     clients: Slab<Client>,
     timers: Timers,
     router: Router,
-    config: Config,
+    limits: Limits,
+    admission: Admission,
     bufs: Buffers,
     /// Connections that used up their read budget, to be driven again next turn.
     yielded: VecDeque<usize>,
     /// With `--journal`: the file, and the connections whose answers wait for it.
-    journal: Option<Journal>,
+    journal: Option<JournalFile>,
     held: Vec<usize>,
-    /// Connections counted against the cap, and 503s on their way out.
-    open: usize,
-    rejecting: usize,
-    at_cap: bool,
-    accept_paused_until: Option<Instant>,
-    accept_trouble: Episode,
+    /// One warning per episode of clients too slow to send a request.
+    slow_clients: Episode,
     stopping: Option<Instant>,
     started: Instant,
 }
 
 impl Reactor {
-    pub fn new(listener: TcpListener, router: Router, config: Config) -> io::Result<Reactor> {
+    pub fn new(
+        listener: TcpListener,
+        router: Router,
+        limits: Limits,
+        admission: Admission,
+    ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut listener = listener;
         poll.registry()
@@ -122,23 +112,20 @@ impl Reactor {
             clients: Slab::with_capacity(1024),
             timers: Timers::new(),
             router,
-            config,
+            limits,
+            admission,
             bufs: Buffers::new(READ_BUF),
             yielded: VecDeque::new(),
             journal: None,
             held: Vec::new(),
-            open: 0,
-            rejecting: 0,
-            at_cap: false,
-            accept_paused_until: None,
-            accept_trouble: Episode::default(),
+            slow_clients: Episode::default(),
             stopping: None,
             started: Instant::now(),
         })
     }
 
     /// Keeps the counters in `journal` from now on (it has been replayed into the store).
-    pub fn with_journal(mut self, journal: Journal) -> Reactor {
+    pub fn with_journal(mut self, journal: JournalFile) -> Reactor {
         self.router.journal = Some(Vec::with_capacity(READ_BUF));
         self.router.metrics.journal.on = true;
         self.journal = Some(journal);
@@ -233,44 +220,12 @@ impl Reactor {
                 }
             }
             self.expire(now);
-            if self.at_cap || self.accept_paused_until.is_some() {
+            if self.admission.stalled() {
                 self.accept(now);
             }
             self.commit(now)?;
         }
         self.finish()
-    }
-
-    /// The end of a turn with `--journal`: this turn's records go out in one `write`
-    /// (then, with `--fsync always`, one `fdatasync`), and only then are this turn's
-    /// answers released — group commit, as Redis flushes its AOF before the loop sleeps.
-    /// An error stops the server before any unrecorded change is acknowledged.
-    fn commit(&mut self, now: Instant) -> io::Result<()> {
-        let Some(journal) = &mut self.journal else {
-            return Ok(());
-        };
-        let records = self.router.journal.as_mut().expect("journal buffer");
-        journal.append(records, now, &mut self.router.metrics)?;
-        records.clear();
-        for key in std::mem::take(&mut self.held) {
-            if let Some(client) = self.clients.get_mut(key) {
-                client.held = false;
-                self.drive_as(key, now, Mode::Flush);
-            }
-        }
-        let journal = self.journal.as_mut().expect("journal");
-        journal.maybe_sync(now, &mut self.router.metrics)?;
-        if journal::should_compact(journal.size, journal.compacted) {
-            let started = Instant::now();
-            journal.compact(self.router.store.iter())?;
-            self.router.metrics.journal.compactions += 1;
-            info!(
-                "journal compacted to {} bytes in {:.1} ms",
-                journal.size,
-                started.elapsed().as_secs_f64() * 1e3
-            );
-        }
-        Ok(())
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -280,9 +235,9 @@ impl Reactor {
         let later = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now));
         [
             self.timers.timeout(now),
-            later(self.accept_paused_until),
+            later(self.admission.deadline()),
             later(self.stopping),
-            later(self.journal.as_ref().and_then(Journal::sync_due)),
+            later(self.journal.as_ref().and_then(JournalFile::sync_due)),
         ]
         .into_iter()
         .flatten()
@@ -290,45 +245,24 @@ impl Reactor {
     }
 
     /// Accepts until `WouldBlock` (edge-triggered: the listener will not report again for
-    /// connections already queued), the cap, or a shortage of file descriptors.
+    /// connections already queued), or until [`Admission`] says stop.
     fn accept(&mut self, now: Instant) {
-        if self.accept_paused_until.is_some_and(|t| now < t) {
-            return;
-        }
-        self.accept_paused_until = None;
         loop {
             let Some(listener) = &self.listener else {
                 return;
             };
-            let room = self.open < self.config.max_conns;
-            if !room
-                && (self.config.overload == Overload::Queue
-                    || self.rejecting >= self.config.reject_budget)
-            {
-                if !self.at_cap {
-                    self.at_cap = true;
-                    warn!(
-                        "at the connection cap ({}): new clients wait in the listen backlog",
-                        self.config.max_conns
-                    );
-                }
+            if !self.admission.may_accept(now) {
                 return;
             }
             match listener.accept() {
                 Ok((socket, peer)) => {
-                    if room && self.at_cap {
-                        self.at_cap = false;
-                        info!("below the connection cap again");
-                    } else if !room && !self.at_cap {
-                        self.at_cap = true;
-                        warn!(
-                            "at the connection cap ({}): refusing new clients with 503",
-                            self.config.max_conns
-                        );
-                    }
-                    self.admit(socket, peer.ip(), room, now);
+                    let how = self.admission.admit(now);
+                    self.admit(socket, peer.ip(), how, now);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.admission.drained();
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The client gave up while queued: nothing to do, keep accepting.
                 Err(e)
@@ -337,19 +271,14 @@ impl Reactor {
                         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
                     ) => {}
                 Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued and the
-                    // listener stays readable, so retrying now would spin. Pause instead.
-                    if self.accept_trouble.begins(now) {
-                        warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?} at a time");
-                    }
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    self.admission.accept_failed(&e, now);
                     return;
                 }
             }
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream, peer: IpAddr, room: bool, now: Instant) {
+    fn admit(&mut self, mut socket: TcpStream, peer: IpAddr, how: Admit, now: Instant) {
         // Whole answers go out in one write; never let Nagle hold one back.
         let _ = socket.set_nodelay(true);
         let entry = self.clients.vacant_entry();
@@ -360,16 +289,19 @@ impl Reactor {
             .register(&mut socket, Token(key), Interest::READABLE)
         {
             warn!("cannot register a new connection: {e}");
+            self.admission.closed(how);
             return;
         }
-        let conn = if room {
-            self.open += 1;
-            self.router.metrics.opened();
-            Conn::new(peer, now)
-        } else {
-            self.rejecting += 1;
-            Conn::rejected(peer, now, &mut self.router)
-        };
+        let mut conn = Conn::new(peer, now);
+        match how {
+            Admit::Serve => self.router.metrics.opened(),
+            Admit::Refuse => {
+                self.router.metrics.connections_rejected += 1;
+                let retry = Some(("Retry-After", &b"1"[..]));
+                let why = "server at its connection limit, retry later";
+                conn.refuse(&mut self.router, 503, retry, &why);
+            }
+        }
         trace!("{key}: accepted {peer}");
         let timer = self.timers.slot();
         entry.insert(Client {
@@ -377,16 +309,15 @@ impl Reactor {
             conn,
             timer,
             writable: false,
-            counted: room,
+            admitted: how,
             turn: 0,
             read: ReadState::default(),
             queued: false,
             held: false,
         });
-        if !room {
-            self.drive(key, now); // the 503 is ready to go
-        } else {
-            self.rearm(key);
+        match how {
+            Admit::Refuse => self.drive(key, now), // the 503 is ready to go
+            Admit::Serve => self.rearm(key),
         }
     }
 
@@ -411,15 +342,19 @@ impl Reactor {
             client.turn = turn;
             client.read.reads_left = READ_BUDGET;
         }
+        let mut env = Env {
+            bufs: &mut self.bufs,
+            svc: &mut self.router,
+            limits: &self.limits,
+            now,
+        };
         let close = loop {
             match pump(
                 key,
                 &mut client.socket,
                 &mut client.conn,
                 &mut client.read,
-                &mut self.bufs,
-                &mut self.router,
-                now,
+                &mut env,
                 mode,
             ) {
                 Err(e) => {
@@ -430,8 +365,7 @@ impl Reactor {
                     client.queued = true;
                     self.yielded.push_back(key);
                 }
-                Ok(Pumped::Yielded) => {}
-                Ok(Pumped::Blocked) => {}
+                Ok(Pumped::Yielded) | Ok(Pumped::Blocked) => {}
             }
             match client.conn.next() {
                 Next::Continue => break false,
@@ -477,7 +411,7 @@ impl Reactor {
 
     fn rearm(&mut self, key: usize) {
         if let Some(client) = self.clients.get_mut(key) {
-            let at = client.conn.deadline(&self.router.limits);
+            let at = client.conn.deadline(&self.limits);
             self.timers.arm(key, &mut client.timer, at);
         }
     }
@@ -485,11 +419,9 @@ impl Reactor {
     fn close(&mut self, key: usize) {
         // Dropping the socket closes it, which also removes it from the epoll set.
         let client = self.clients.remove(key);
-        if client.counted {
-            self.open -= 1;
+        self.admission.closed(client.admitted);
+        if client.admitted == Admit::Serve {
             self.router.metrics.closed();
-        } else {
-            self.rejecting -= 1;
         }
         trace!("{key}: closed");
     }
@@ -497,10 +429,51 @@ impl Reactor {
     fn expire(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now, &mut self.clients) {
             let client = &mut self.clients[key];
-            client.conn.on_timeout(&mut self.router, now);
+            let fired = client.conn.on_timeout(&mut self.router, &self.limits, now);
+            if let Some(kind) = fired {
+                self.router.metrics.timeout(kind);
+            }
+            if fired == Some(Timeout::Header) && self.slow_clients.begins(now) {
+                warn!(
+                    "requests not received within --header-timeout, starting with {}: answering 408",
+                    client.conn.peer()
+                );
+            }
             self.drive(key, now); // writes a 408, closes, or re-arms
         }
         self.timers.purge(&mut self.clients);
+    }
+
+    /// The end of a turn with `--journal`: this turn's records go out in one `write`
+    /// (then, with `--fsync always`, one `fdatasync`), and only then are this turn's
+    /// answers released — group commit, as Redis flushes its AOF before the loop sleeps.
+    /// An error stops the server before any unrecorded change is acknowledged.
+    fn commit(&mut self, now: Instant) -> io::Result<()> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        let records = self.router.journal.as_mut().expect("journal buffer");
+        journal.append(records, now, &mut self.router.metrics)?;
+        records.clear();
+        for key in std::mem::take(&mut self.held) {
+            if let Some(client) = self.clients.get_mut(key) {
+                client.held = false;
+                self.drive_as(key, now, Mode::Flush);
+            }
+        }
+        let journal = self.journal.as_mut().expect("journal");
+        journal.maybe_sync(now, &mut self.router.metrics)?;
+        if journal::should_compact(journal.size, journal.compacted) {
+            let started = Instant::now();
+            journal.compact(self.router.store.iter())?;
+            self.router.metrics.journal.compactions += 1;
+            info!(
+                "journal compacted to {} bytes in {:.1} ms",
+                journal.size,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Ok(())
     }
 
     /// Returns true when the process should stop right away (a second signal).
@@ -562,171 +535,4 @@ impl std::fmt::Display for TokenName {
 /// `1 connection`, `2 connections`.
 fn plural(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fsync {
-    Always,
-    EverySec,
-    No,
-}
-
-/// The journal file: opened and replayed at start, appended to once per turn.
-pub struct Journal {
-    file: File,
-    path: PathBuf,
-    fsync: Fsync,
-    size: u64,
-    /// Size right after the last rewrite.
-    compacted: u64,
-    /// Written but not yet synced, since when.
-    dirty_since: Option<Instant>,
-}
-
-/// Why a journal could not be opened: the path (exit 2) or its contents (exit 1).
-pub enum OpenError {
-    Path(io::Error),
-    Damaged(String),
-    Io(io::Error),
-}
-
-impl Journal {
-    /// Opens (creating) `path`, replays it into `store`, preloading `preload` only into a
-    /// new journal, and rewrites it compacted.
-    pub fn open(
-        path: &Path,
-        fsync: Fsync,
-        store: &mut Store,
-        preload: &[(&str, i64)],
-    ) -> Result<Journal, OpenError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(OpenError::Path)?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(OpenError::Path)?;
-        let replayed = journal::replay(&data, store)
-            .map_err(|d| OpenError::Damaged(format!("{}: {d}", path.display())))?;
-        if replayed.torn {
-            warn!(
-                "{}: a torn last record ({} bytes at byte {}) was cut off",
-                path.display(),
-                data.len() - replayed.good,
-                replayed.good
-            );
-        }
-        if replayed.fresh {
-            for (name, value) in preload {
-                let _ = store.set(name, *value);
-            }
-        }
-        info!(
-            "{}: {} records replayed, {} counters",
-            path.display(),
-            replayed.records,
-            store.len()
-        );
-        let mut journal = Journal {
-            file,
-            path: path.to_path_buf(),
-            fsync,
-            size: data.len() as u64,
-            compacted: 0,
-            dirty_since: None,
-        };
-        journal.compact(store.iter()).map_err(OpenError::Io)?;
-        Ok(journal)
-    }
-
-    /// One `write` of a turn's records, then `fdatasync` with `--fsync always`.
-    fn append(&mut self, records: &[u8], now: Instant, m: &mut Metrics) -> io::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(records)
-            .map_err(|e| self.error("write to", e))?;
-        self.size += records.len() as u64;
-        m.journal.records += records.iter().filter(|&&b| b == b'\n').count() as u64;
-        m.journal.bytes += records.len() as u64;
-        trace!("journal: wrote {} bytes", records.len());
-        match self.fsync {
-            Fsync::Always => self.sync(m),
-            Fsync::EverySec => {
-                self.dirty_since.get_or_insert(now);
-                Ok(())
-            }
-            Fsync::No => Ok(()),
-        }
-    }
-
-    /// With `everysec`: when the oldest unsynced write is a second old.
-    fn sync_due(&self) -> Option<Instant> {
-        self.dirty_since.map(|t| t + Duration::from_secs(1))
-    }
-
-    fn maybe_sync(&mut self, now: Instant, m: &mut Metrics) -> io::Result<()> {
-        match self.sync_due() {
-            Some(due) if now >= due => self.sync(m),
-            _ => Ok(()),
-        }
-    }
-
-    fn sync(&mut self, m: &mut Metrics) -> io::Result<()> {
-        let started = Instant::now();
-        self.file
-            .sync_data()
-            .map_err(|e| self.error("fdatasync", e))?;
-        self.dirty_since = None;
-        m.journal.fsyncs += 1;
-        m.journal
-            .fsync_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    /// Rewrites the journal as one record per counter: a temporary file, `fsync`, `rename`
-    /// over the journal, `fsync` of the directory, so that a crash at any point leaves
-    /// either the old journal or the new one.
-    fn compact<'a>(
-        &mut self,
-        counters: impl IntoIterator<Item = (&'a str, i64)>,
-    ) -> io::Result<()> {
-        let data = journal::compacted(counters);
-        let mut tmp_path = self.path.clone().into_os_string();
-        tmp_path.push(".tmp");
-        let tmp_path = PathBuf::from(tmp_path);
-        let mut tmp = File::create(&tmp_path).map_err(|e| self.error("create", e))?;
-        tmp.write_all(&data)
-            .map_err(|e| self.error("write to", e))?;
-        tmp.sync_all().map_err(|e| self.error("fsync", e))?;
-        std::fs::rename(&tmp_path, &self.path).map_err(|e| self.error("rename over", e))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.error("fsync the directory of", e))?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| self.error("reopen", e))?;
-        self.size = data.len() as u64;
-        self.compacted = self.size;
-        self.dirty_since = None;
-        Ok(())
-    }
-
-    fn error(&self, what: &str, e: io::Error) -> io::Error {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot {what} the journal {}: {e}; stopping before acknowledging unrecorded changes",
-                self.path.display()
-            ),
-        )
-    }
 }

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
-use crate::conn::Limits;
+use crate::config::Config;
+use crate::conn::Service;
+use crate::episode::Episode;
 use crate::http::{self, ContentType, Framing, HttpDate, Method, Reply, Request};
 use crate::journal;
-use crate::limits::{Episode, RateLimiter};
 use crate::metrics::{Metrics, Process, Route};
 use crate::query;
+use crate::ratelimit::RateLimiter;
 use crate::store::{Counters, IncError, Store};
 
 /// Longest counter name, in bytes (after decoding).
@@ -29,12 +31,10 @@ pub struct Router<C = Store> {
     pub metrics: Metrics,
     pub limiter: Option<RateLimiter>,
     pub date: HttpDate,
-    pub limits: Limits,
     /// `--work-us`: blocking work per request, a teaching device (see README).
     pub work: Duration,
-    /// Warnings, one per episode: clients rate limited, clients too slow to send a request.
+    /// One warning per episode of rate limiting, not one per refused request.
     pub rate_limiting: Episode,
-    pub slow_clients: Episode,
     /// For `process_start_time_seconds`.
     pub started: SystemTime,
     /// Reads the `process_*` series for `/metrics`: `process::sample` in the server, nothing
@@ -49,16 +49,17 @@ pub struct Router<C = Store> {
 pub const DASHBOARD: &str = include_str!("dashboard.html");
 
 impl<C: Counters> Router<C> {
-    pub fn new(store: C, limits: Limits, date: HttpDate) -> Router<C> {
+    /// A router for `config`'s rate limit and `--work-us`, answering from `store`.
+    pub fn new(store: C, config: &Config, date: HttpDate) -> Router<C> {
         Router {
             store,
             metrics: Metrics::default(),
-            limiter: None,
+            limiter: config
+                .rate
+                .map(|r| RateLimiter::new(r.per_second, r.burst, RateLimiter::DEFAULT_MAX_TRACKED)),
             date,
-            limits,
-            work: Duration::ZERO,
+            work: config.work,
             rate_limiting: Episode::default(),
-            slow_clients: Episode::default(),
             started: SystemTime::now(),
             process: |_| None,
             journal: None,
@@ -210,18 +211,6 @@ impl<C: Counters> Router<C> {
         self.reply(out, framing, 400, None, &[body.as_bytes()])
     }
 
-    /// An answer that ends the connection: framing errors, timeouts, rejects.
-    pub fn refuse(
-        &mut self,
-        out: &mut Vec<u8>,
-        status: u16,
-        extra: Option<(&'static str, &[u8])>,
-        why: impl Display,
-    ) {
-        let body = format!("{why}\n");
-        self.reply(out, Framing::CLOSE, status, extra, &[body.as_bytes()]);
-    }
-
     fn reply(
         &mut self,
         out: &mut Vec<u8>,
@@ -259,6 +248,25 @@ impl<C: Counters> Router<C> {
     }
 }
 
+/// What a connection asks of the router: answers, and refusals that close.
+impl<C: Counters> Service for Router<C> {
+    fn answer(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>) {
+        self.handle(req, peer, now, out);
+    }
+
+    /// Framing errors, timeouts, the 503 at the cap: counted like every response.
+    fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn Display,
+    ) {
+        let body = format!("{why}\n");
+        self.reply(out, Framing::CLOSE, status, extra, &[body.as_bytes()]);
+    }
+}
+
 /// Splits a request target into path and query, accepting absolute-form
 /// (`http://host/get?name=x`) as RFC 9112 §3.2.2 requires of servers.
 pub fn split_target(target: &str) -> (&str, &str) {
@@ -292,18 +300,17 @@ fn params(query: &str) -> Result<(Cow<'_, str>, Option<Cow<'_, str>>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit;
     use std::net::Ipv4Addr;
-    use std::time::UNIX_EPOCH;
 
     fn router() -> Router {
         router_with_max(100)
     }
 
     fn router_with_max(max: usize) -> Router {
-        let mut store = Store::new(max);
-        store.set("i", 0).unwrap();
-        store.set("j", 0).unwrap();
-        Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH))
+        let mut r = testkit::router(max);
+        r.store.set("j", 0).unwrap();
+        r
     }
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -314,19 +321,13 @@ mod tests {
         let (req, _) = http::parse(raw.as_bytes()).unwrap().unwrap();
         let mut out = Vec::new();
         r.handle(&req, PEER, Instant::now(), &mut out);
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head[9..12].parse().unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        if method != "HEAD" {
-            assert_eq!(len, body.len(), "Content-Length matches body");
-        }
-        (status, head.to_string(), body.to_string())
+        let (resp, used) = testkit::parse_response(&out, method == "HEAD").expect("an answer");
+        assert_eq!(
+            used,
+            out.len(),
+            "one answer, Content-Length matching its body"
+        );
+        (resp.status, resp.raw_head.clone(), resp.text().to_string())
     }
 
     fn get(r: &mut Router, target: &str) -> (u16, String) {

@@ -6,12 +6,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
-use counterd::conn::{Conn, Limits};
-use counterd::http::HttpDate;
+use counterd::config::Limits;
+use counterd::conn::Conn;
 use counterd::router::Router;
-use counterd::store::Store;
+use counterd::testkit;
 
 struct Counting;
 
@@ -50,19 +50,17 @@ fn serve(conn: &mut Conn, router: &mut Router, request: &[u8], n: usize) -> u64 
         let slept = std::time::Duration::from_micros(k as u64 % 5000);
         router.metrics.looping.woke(slept, k % 300);
         router.metrics.looping.turned(slept / 3);
-        conn.receive(request, router, now);
+        conn.receive(request, router, &Limits::default(), now);
         let len = conn.output().len();
         assert!(conn.output().starts_with(b"HTTP/1.1 200 OK\r\n"));
-        conn.written(len, router, now);
+        conn.written(len, router, &Limits::default(), now);
     }
     allocations() - before
 }
 
 #[test]
 fn get_inc_and_set_existing_allocate_nothing_per_request() {
-    let mut store = Store::new(1000);
-    store.set("i", 0).unwrap();
-    let mut router = Router::new(store, Limits::default(), HttpDate::new(UNIX_EPOCH));
+    let mut router = testkit::router(1000);
     let mut conn = Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), Instant::now());
     let requests: [&[u8]; 4] = [
         b"GET /get?name=i HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\n\r\n",

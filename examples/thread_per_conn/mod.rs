@@ -21,7 +21,8 @@ use std::process::exit;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use counterd::conn::{Conn, Limits, Next};
+use counterd::config::{Config, PRELOAD};
+use counterd::conn::{Conn, Next};
 use counterd::http::HttpDate;
 use counterd::router::Router;
 use counterd::store::{Counters, Store};
@@ -31,29 +32,23 @@ const READ_BUF: usize = 16 * 1024;
 /// A blocked read wakes up this often so that the connection can check its deadlines.
 const TICK: Duration = Duration::from_secs(1);
 
-pub struct Options {
-    pub port: u16,
-    pub work: Duration,
-    pub max_counters: usize,
-}
-
-/// `NAME [--work-us N] [--max-counters N] [PORT]`; prints help or an error and exits.
-pub fn parse_args(name: &str, about: &str) -> Options {
+/// `NAME [--work-us N] [--max-counters N] [PORT]`, into counterd's own [`Config`] (its
+/// defaults for everything else); prints help or an error and exits.
+pub fn parse_args(name: &str, about: &str) -> Config {
+    let defaults = Config::default();
     let usage = format!(
         "{name} — {about}\n\n\
          Usage: {name} [OPTIONS] [PORT]\n\n\
          Arguments:\n  \
-           [PORT]  port to listen on (127.0.0.1); 0 picks a free one [default: 8000]\n\n\
+           [PORT]  port to listen on (127.0.0.1); 0 picks a free one [default: {port}]\n\n\
          Options:\n      \
                --work-us N       block N µs in every request [default: 0]\n      \
-               --max-counters N  most counters the store holds (507 past it) [default: 1000000]\n  \
-           -h, --help            print this help\n"
+               --max-counters N  most counters the store holds (507 past it) [default: {max}]\n  \
+           -h, --help            print this help\n",
+        port = defaults.port,
+        max = defaults.max_counters,
     );
-    let mut opts = Options {
-        port: 8000,
-        work: Duration::ZERO,
-        max_counters: 1_000_000,
-    };
+    let mut opts = defaults;
     let mut port = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -80,7 +75,7 @@ pub fn parse_args(name: &str, about: &str) -> Options {
             other => usage_error(name, &format!("unexpected argument {other:?}")),
         }
     }
-    opts.port = port.unwrap_or(8000);
+    opts.port = port.unwrap_or(opts.port);
     opts
 }
 
@@ -89,24 +84,24 @@ fn usage_error(name: &str, msg: &str) -> ! {
     exit(2)
 }
 
-/// The store every twin starts with: `i` and `j` at zero, as in the original program.
+/// The store every twin starts with: counterd's preload, as in the original program.
 pub fn preloaded(max_counters: usize) -> Store {
     let mut store = Store::new(max_counters);
-    for name in ["i", "j"] {
-        let _ = store.set(name, 0);
+    for (name, value) in PRELOAD {
+        let _ = store.set(name, value);
     }
     store
 }
 
 /// Binds, prints the `listening on` line, then accepts forever, giving each connection a
 /// thread of its own and a counters handle from `handle`.
-pub fn serve<C, F>(opts: &Options, mut handle: F) -> io::Result<()>
+pub fn serve<C, F>(opts: &Config, mut handle: F) -> io::Result<()>
 where
     C: Counters + Send + 'static,
     F: FnMut() -> C,
 {
     // One descriptor per connection, as in counterd: raise the soft limit to the hard one.
-    let _ = counterd::limits::raise_fd_limit();
+    let _ = counterd::os::raise_fd_limit();
     let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), opts.port))?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
@@ -124,11 +119,11 @@ where
             }
         };
         let store = handle();
-        let work = opts.work;
+        let config = opts.clone();
         // The equivalent of `go c.serve(ctx)`: a thread (2 MiB of reserved stack) per client.
         let spawned = thread::Builder::new()
             .name("conn".into())
-            .spawn(move || connection(stream, peer.ip(), store, work));
+            .spawn(move || connection(stream, peer.ip(), store, &config));
         if let Err(e) = spawned {
             eprintln!("cannot start a thread for {peer}: {e}"); // the stream is dropped
         }
@@ -137,27 +132,28 @@ where
 
 /// One client, start to end, with blocking reads and writes: what the reactor does with
 /// readiness events, this thread does by waiting in `read` and `write`.
-fn connection<C: Counters>(mut stream: TcpStream, peer: IpAddr, store: C, work: Duration) {
+fn connection<C: Counters>(mut stream: TcpStream, peer: IpAddr, store: C, config: &Config) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(TICK));
-    let limits = Limits::default();
+    let limits = &config.limits;
     let _ = stream.set_write_timeout(Some(limits.idle_timeout)); // the slow-read guard
-    let mut router = Router::new(store, limits, HttpDate::new(SystemTime::now()));
-    router.work = work;
+    let mut router = Router::new(store, config, HttpDate::new(SystemTime::now()));
     router.metrics.opened();
     let mut conn = Conn::new(peer, Instant::now());
     let mut buf = vec![0u8; READ_BUF];
     loop {
         if conn.wants_read() {
             match stream.read(&mut buf) {
-                Ok(0) => conn.eof(&mut router, Instant::now()),
+                Ok(0) => conn.eof(&mut router, limits, Instant::now()),
                 Ok(n) => {
                     router.date.update(SystemTime::now());
-                    conn.receive(&buf[..n], &mut router, Instant::now());
+                    conn.receive(&buf[..n], &mut router, limits, Instant::now());
                 }
                 // Nothing for a second: let the connection check its idle/header deadlines.
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    conn.on_timeout(&mut router, Instant::now())
+                    if let Some(kind) = conn.on_timeout(&mut router, limits, Instant::now()) {
+                        router.metrics.timeout(kind);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return,
@@ -166,7 +162,7 @@ fn connection<C: Counters>(mut stream: TcpStream, peer: IpAddr, store: C, work: 
         while !conn.output().is_empty() {
             match stream.write(conn.output()) {
                 Ok(0) => return,
-                Ok(n) => conn.written(n, &mut router, Instant::now()),
+                Ok(n) => conn.written(n, &mut router, limits, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return, // includes the write timeout
             }

@@ -1,8 +1,7 @@
-//! Protections that cap what clients can take: the per-IP rate limiter, and the file
-//! descriptor budget that bounds the connection cap.
+//! The per-client-IP token bucket behind `--rate` (the Go post's "no more than one request
+//! per 50 ms" is `--rate 20 --burst 1`).
 
 use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -88,83 +87,6 @@ fn refill(b: &Bucket, rate: f64, burst: f64, now: Instant) -> f64 {
     (b.tokens + elapsed * rate).min(burst)
 }
 
-/// One warning per episode of a protection firing, never one per refused request: an
-/// episode ends after a quiet spell with no events.
-#[derive(Debug, Default)]
-pub struct Episode {
-    last: Option<Instant>,
-}
-
-impl Episode {
-    pub const QUIET: Duration = Duration::from_secs(10);
-
-    /// Records an event; true if it starts a new episode (and so deserves a warning).
-    pub fn begins(&mut self, now: Instant) -> bool {
-        let new = self
-            .last
-            .is_none_or(|t| now.saturating_duration_since(t) >= Self::QUIET);
-        self.last = Some(now);
-        new
-    }
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
-pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = lim.rlim_max;
-        }
-    }
-    Ok(lim.rlim_cur)
-}
-
-/// How `fd_limit` descriptors are shared out: connections under the cap, connections
-/// being refused with `503` (in `reject` mode only), and a small fixed reserve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FdBudget {
-    /// The largest connection cap the descriptors allow.
-    pub max_conns: usize,
-    /// Connections being refused with `503` at once, on top of the cap.
-    pub reject_budget: usize,
-}
-
-/// Descriptors kept back for stdio, epoll, the listener, the signal pipe, the journal and
-/// slack (Redis keeps 32), but never more than half: under a low limit at least half
-/// the descriptors still serve connections.
-pub const RESERVED_FDS: u64 = 32;
-/// The most connections refused with `503` at once.
-pub const MAX_REJECT_BUDGET: usize = 64;
-
-impl FdBudget {
-    /// `reject`: whether connections over the cap are accepted to be refused (they hold a
-    /// descriptor while their `503` goes out), or left in the listen backlog (they hold none).
-    pub fn new(fd_limit: u64, reject: bool) -> FdBudget {
-        let reserve = RESERVED_FDS.min(fd_limit / 2);
-        let available = usize::try_from(fd_limit - reserve).unwrap_or(usize::MAX);
-        let reject_budget = if reject {
-            MAX_REJECT_BUDGET.min(available / 4)
-        } else {
-            0
-        };
-        FdBudget {
-            max_conns: (available - reject_budget).max(1),
-            reject_budget,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,42 +153,5 @@ mod tests {
         let later = t0 + Duration::from_secs(2);
         assert_eq!(rl.check(ip(9), later), Ok(()));
         assert_eq!(rl.tracked(), 1);
-    }
-
-    #[test]
-    fn one_warning_per_episode() {
-        let t0 = Instant::now();
-        let mut e = Episode::default();
-        assert!(e.begins(t0));
-        for ms in (100..5000).step_by(100) {
-            assert!(!e.begins(t0 + Duration::from_millis(ms)));
-        }
-        assert!(e.begins(t0 + Duration::from_millis(4900) + Episode::QUIET));
-    }
-
-    #[test]
-    fn fd_budget() {
-        let budget = |fds, reject| {
-            let b = FdBudget::new(fds, reject);
-            (b.max_conns, b.reject_budget)
-        };
-        // queue mode never sends a 503, so it keeps nothing back for them.
-        assert_eq!(budget(1024, false), (992, 0));
-        assert_eq!(budget(1024, true), (928, 64));
-        // A low limit: half the descriptors still serve connections.
-        assert_eq!(budget(64, false), (32, 0));
-        assert_eq!(budget(64, true), (24, 8));
-        assert_eq!(budget(10, false), (5, 0));
-        assert_eq!(budget(10, true), (4, 1));
-        assert_eq!(budget(1, false), (1, 0));
-        assert_eq!(budget(0, true), (1, 0));
-        for fds in 0..5000 {
-            for reject in [false, true] {
-                let b = FdBudget::new(fds, reject);
-                let used = (b.max_conns + b.reject_budget) as u64;
-                assert!(used <= fds.max(1), "{fds} {reject}: {b:?}");
-                assert!(2 * used >= fds, "{fds} {reject}: {b:?}");
-            }
-        }
     }
 }
