@@ -92,26 +92,21 @@ fn bad_val_is_400_naming_the_value() {
 fn names_missing_empty_or_too_long_are_400() {
     let server = Server::start(&[]);
     let mut c = server.client();
-    for target in [
-        "/get",
-        "/get?",
-        "/get?nam=x",
-        "/get?name=",
-        "/inc",
-        "/inc?name=",
-        "/set?val=1",
-        "/set?name=&val=1",
-        "/get?name=%zz",
-        "/get?name=%ff",
-    ] {
-        let r = c.get(target);
-        assert_eq!(r.status, 400, "{target}: {r:?}");
-        assert_standard_headers(&r);
-        assert!(
-            !r.closes(),
-            "a 400 from the API keeps the connection: {r:?}"
-        );
-    }
+    checks::api_400s_keep_the_connection(
+        &mut c,
+        &[
+            "/get",
+            "/get?",
+            "/get?nam=x",
+            "/get?name=",
+            "/inc",
+            "/inc?name=",
+            "/set?val=1",
+            "/set?name=&val=1",
+            "/get?name=%zz",
+            "/get?name=%ff",
+        ],
+    );
     let n256 = "a".repeat(256);
     c.get(&format!("/set?name={n256}&val=3"))
         .assert(200, "ok\n");

@@ -73,27 +73,7 @@ fn http10_without_keep_alive_closes() {
 #[test]
 fn http10_with_keep_alive_stays_open() {
     let server = Server::start(&[]);
-    let mut c = server.client();
-    for n in 0..3 {
-        c.send(&get_request(
-            "/get?name=j",
-            "HTTP/1.0",
-            &["Connection: keep-alive"],
-        ));
-        let r = c.read_response();
-        r.assert(200, "j: 0\n");
-        assert!(
-            r.raw_head.contains("\r\nConnection: keep-alive\r\n"),
-            "request {n}: {r:?}"
-        );
-        c.expect_open(Duration::from_millis(100));
-    }
-    // The last HTTP/1.0 request without keep-alive closes it.
-    c.send(&get_request("/get?name=j", "HTTP/1.0", &[]));
-    let r = c.read_response();
-    r.assert(200, "j: 0\n");
-    assert!(r.closes(), "{r:?}");
-    c.expect_eof();
+    checks::http10_keep_alive_then_close(&mut server.client(), 3);
 }
 
 #[test]
@@ -177,19 +157,7 @@ fn a_request_sent_byte_by_byte_is_answered() {
 #[test]
 fn half_closed_client_gets_every_answer_then_eof() {
     let server = Server::start(&[]);
-    let mut c = server.client();
-    let mut raw = get_request("/set?name=h&val=100", "HTTP/1.1", &[]);
-    for _ in 0..10 {
-        raw.extend(get_request("/inc?name=h", "HTTP/1.1", &[]));
-    }
-    raw.extend(get_request("/get?name=h", "HTTP/1.1", &[]));
-    c.send(&raw);
-    c.shutdown_write();
-    for _ in 0..11 {
-        c.read_response().assert(200, "ok\n");
-    }
-    c.read_response().assert(200, "h: 110\n");
-    c.expect_eof();
+    checks::half_closed_burst_gets_every_answer(&mut server.client(), "h");
 }
 
 #[test]

@@ -96,18 +96,16 @@ fn api_errors(name: &str) {
     assert_standard_headers(&r);
     c.get("/get?name=N").assert(200, "N: 9223372036854775807\n");
 
-    for target in [
-        "/get",
-        "/get?name=",
-        "/set?name=v&val=abc",
-        "/set?name=v",
-        "/get?name=%zz",
-    ] {
-        let r = c.get(target);
-        assert_eq!(r.status, 400, "{target}: {r:?}");
-        assert!(!r.closes(), "{r:?}");
-        assert_standard_headers(&r);
-    }
+    checks::api_400s_keep_the_connection(
+        &mut c,
+        &[
+            "/get",
+            "/get?name=",
+            "/set?name=v&val=abc",
+            "/set?name=v",
+            "/get?name=%zz",
+        ],
+    );
     c.get("/set?name=a+b%21&val=3").assert(200, "ok\n");
     c.get("/get?name=a%20b!").assert(200, "a b!: 3\n");
 
@@ -163,22 +161,7 @@ fn keep_alive_and_close(name: &str) {
     c.expect_open(Duration::from_millis(100));
 
     // HTTP/1.0 keep-alive stays open and says so; without it, the answer closes.
-    c.send(&get_request(
-        "/get?name=j",
-        "HTTP/1.0",
-        &["Connection: keep-alive"],
-    ));
-    let r = c.read_response();
-    r.assert(200, "j: 0\n");
-    assert!(
-        r.raw_head.contains("\r\nConnection: keep-alive\r\n"),
-        "{r:?}"
-    );
-    c.send(&get_request("/get?name=j", "HTTP/1.0", &[]));
-    let r = c.read_response();
-    r.assert(200, "j: 0\n");
-    assert!(r.closes(), "{r:?}");
-    c.expect_eof();
+    checks::http10_keep_alive_then_close(&mut c, 1);
 
     // HTTP/1.1 Connection: close; what follows it is not answered.
     let mut c = server.client();
@@ -210,19 +193,8 @@ fn trickled_and_half_closed_input(name: &str) {
         thread::sleep(Duration::from_millis(1));
     }
     c.read_response().assert(200, "ok\n");
-
-    let mut raw = Vec::new();
-    for _ in 0..10 {
-        raw.extend(get_request("/inc?name=slow", "HTTP/1.1", &[]));
-    }
-    raw.extend(get_request("/get?name=slow", "HTTP/1.1", &[]));
-    c.send(&raw);
-    c.shutdown_write();
-    for _ in 0..10 {
-        c.read_response().assert(200, "ok\n");
-    }
-    c.read_response().assert(200, "slow: 51\n");
-    c.expect_eof();
+    c.get("/get?name=slow").assert(200, "slow: 41\n");
+    checks::half_closed_burst_gets_every_answer(&mut c, "slow");
 }
 
 fn bad_requests(name: &str) {

@@ -233,3 +233,59 @@ pub fn pipelined_flood_without_reading(server: &Server) {
     t.join().unwrap().expect("requests written");
     c.get("/get?name=f").assert(200, &format!("f: {N}\n"));
 }
+
+/// Each of `targets` is a `400` that keeps the connection open (a bad query is the
+/// client's mistake, not the stream's), with the standard headers.
+#[track_caller]
+pub fn api_400s_keep_the_connection(c: &mut Client, targets: &[&str]) {
+    for target in targets {
+        let r = c.get(target);
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+        assert_standard_headers(&r);
+        assert!(
+            !r.closes(),
+            "a 400 from the API keeps the connection: {r:?}"
+        );
+    }
+}
+
+/// A pipelined burst (set, ten incs, get of `name`) sent whole, then a half-close: every
+/// answer comes back, then EOF.
+pub fn half_closed_burst_gets_every_answer(c: &mut Client, name: &str) {
+    let mut raw = get_request(&format!("/set?name={name}&val=100"), "HTTP/1.1", &[]);
+    for _ in 0..10 {
+        raw.extend(get_request(&format!("/inc?name={name}"), "HTTP/1.1", &[]));
+    }
+    raw.extend(get_request(&format!("/get?name={name}"), "HTTP/1.1", &[]));
+    c.send(&raw);
+    c.shutdown_write();
+    for _ in 0..11 {
+        c.read_response().assert(200, "ok\n");
+    }
+    c.read_response().assert(200, &format!("{name}: 110\n"));
+    c.expect_eof();
+}
+
+/// HTTP/1.0 with `Connection: keep-alive` stays open and says so, `rounds` times; then a
+/// 1.0 request without it is answered with `Connection: close`, and the server closes.
+pub fn http10_keep_alive_then_close(c: &mut Client, rounds: usize) {
+    for n in 0..rounds {
+        c.send(&get_request(
+            "/get?name=j",
+            "HTTP/1.0",
+            &["Connection: keep-alive"],
+        ));
+        let r = c.read_response();
+        r.assert(200, "j: 0\n");
+        assert!(
+            r.raw_head.contains("\r\nConnection: keep-alive\r\n"),
+            "request {n}: {r:?}"
+        );
+        c.expect_open(Duration::from_millis(100));
+    }
+    c.send(&get_request("/get?name=j", "HTTP/1.0", &[]));
+    let r = c.read_response();
+    r.assert(200, "j: 0\n");
+    assert!(r.closes(), "{r:?}");
+    c.expect_eof();
+}
