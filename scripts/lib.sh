@@ -81,6 +81,8 @@ check_count() {
 build_go_peers() {
     need go golang-go
     mkdir -p target/go
+    # go needs a build cache; without HOME (some CI environments) keep it under target/.
+    [ -n "${HOME:-}" ] || export GOCACHE="$PWD/target/go/cache" GOPATH="$PWD/target/go/path"
     (cd examples/go && go build -o ../../target/go/go-mutex ./mutex &&
         go build -o ../../target/go/go-channel ./channel)
 }
