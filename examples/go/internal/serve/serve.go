@@ -73,18 +73,21 @@ func Main(name string, mux *http.ServeMux) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	srv := &http.Server{Handler: h}
+	// Signals are caught before the "listening on" line, so that none comes too early.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go reportMemory(usr1)
+	stopping, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	// The first line on stdout, as counterd's: scripts read the real port from it.
 	// os.Stdout is unbuffered, so it is out once Printf returns.
 	fmt.Printf("listening on http://%s\n", ln.Addr())
 	log.Printf("%s: GOMAXPROCS %d, -work-us %d, -max-clients %d",
 		name, runtime.GOMAXPROCS(0), *workUs, *maxClients)
 
-	srv := &http.Server{Handler: h}
-	go reportMemory()
 	go func() {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		<-ctx.Done()
+		<-stopping.Done()
 		done, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(done); err != nil {
@@ -123,9 +126,7 @@ func sleepFirst(h http.Handler, d time.Duration) http.Handler {
 // reportMemory prints the runtime's memory statistics to stderr on SIGUSR1, after a
 // collection: what docs/concurrency-model.md uses to split the memory of an idle
 // connection into goroutine stack and heap.
-func reportMemory() {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+func reportMemory(sig <-chan os.Signal) {
 	for range sig {
 		runtime.GC()
 		var m runtime.MemStats
