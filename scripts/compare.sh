@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The three concurrency models of the Go post side by side, under identical load:
-# counterd (one thread, epoll reactor), examples/threads_mutex.rs (a thread per connection,
-# the store behind a Mutex) and examples/threads_manager.rs (a thread per connection, one
-# manager thread owning the store, fed over channels). See docs/concurrency-model.md.
+# The concurrency models of the Go post side by side, under identical load: counterd (one
+# thread, epoll reactor); its Rust twins on the same parser, router and store,
+# examples/threads_mutex.rs (a thread per connection, the store behind a Mutex) and
+# examples/threads_manager.rs (a thread per connection, one manager thread owning the
+# store, fed over channels); and the post's own Go servers, examples/go (net/http, a
+# goroutine per connection: go-mutex with a sync.Mutex, go-channel with a manager
+# goroutine). See docs/concurrency-model.md.
 #
 # For each --work-us setting (0, then WORK_US), each run and each model, on a fresh server:
 #   - RSS per idle keep-alive connection with IDLE_CONNS connections open (work 0 only);
@@ -19,7 +22,8 @@
 # Usage: scripts/compare.sh [RUNS] [WRK_SECONDS]         (defaults: 3 runs, 3 s)
 # Environment: CONNS="1 10 100 500"  WORK_US=1000  IDLE_CONNS=2000  AB_REQUESTS=20000
 #              SERVER_CPUS=0  LOAD_CPUS=1  OUT=docs
-# Takes about 5 minutes with the defaults. Share the machine? Serialise the benchmarks:
+# Takes about 9 minutes with the defaults. Pinned to one CPU, Go sees one CPU, so the Go
+# servers run with GOMAXPROCS 1 (the script checks and reports it). Share the machine? Serialise the benchmarks:
 #   flock /tmp/counterd-bench.lock scripts/compare.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -32,11 +36,13 @@ ab_n=${AB_REQUESTS:-20000}
 server_cpus=${SERVER_CPUS:-0}
 load_cpus=${LOAD_CPUS:-1}
 out=${OUT:-docs}
-models=(counterd threads_mutex threads_manager)
+models=(counterd threads_mutex threads_manager go-mutex go-channel)
 declare -A bin=(
     [counterd]=./target/release/counterd
     [threads_mutex]=./target/release/examples/threads_mutex
     [threads_manager]=./target/release/examples/threads_manager
+    [go-mutex]=./target/go/go-mutex
+    [go-channel]=./target/go/go-channel
 )
 
 need wrk
@@ -51,9 +57,16 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 cargo build --release --quiet --bin counterd --example threads_mutex --example threads_manager
+build_go_peers
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'cleanup_servers; rm -rf "$work"' EXIT
+
+# What GOMAXPROCS the Go servers get where they run (they log it at start).
+SERVER_LOG=$work/go.log start_server url "$server_cpus" ./target/go/go-mutex
+stop_server "$LAST_SERVER_PID"
+gomaxprocs=$(sed -n 's/.*GOMAXPROCS \([0-9]*\).*/\1/p' "$work/go.log" | head -n1)
+echo "Go servers on CPU $server_cpus: GOMAXPROCS $gomaxprocs" >&2
 rows=$work/rows.tsv
 load() { taskset -c "$load_cpus" "$@"; }
 
@@ -127,10 +140,11 @@ gnuplot -e "datafile='$work/$work_us.dat'; output='$out/compare-work.svg'; work_
     scripts/compare.gp
 
 {
-    echo "# counterd and its thread-per-connection twins: the numbers"
+    echo "# counterd, its thread-per-connection twins and the Go post's servers: the numbers"
     echo
     echo "Written by \`scripts/compare.sh $runs $secs\` on $(date -u +%Y-%m-%d) in ${elapsed} s:"
-    echo "$heading. Machine: $(nproc) × $cpu, Linux $(uname -r)."
+    echo "$heading. Machine: $(nproc) × $cpu, Linux $(uname -r), $(go version | cut -d' ' -f3)"
+    echo "(the Go servers ran with GOMAXPROCS $gomaxprocs)."
     echo "Charts: [compare.svg](compare.svg) and [compare-work.svg](compare-work.svg);"
     echo "medians in [compare.csv](compare.csv), every run in [compare-runs.tsv](compare-runs.tsv)."
     echo "What they mean: [concurrency-model.md](concurrency-model.md)."

@@ -18,12 +18,7 @@ import re
 import statistics
 import sys
 
-MODELS = ["counterd", "threads_mutex", "threads_manager"]
-LABELS = {
-    "counterd": "counterd (1 thread, epoll reactor)",
-    "threads_mutex": "threads_mutex (thread/conn, Mutex)",
-    "threads_manager": "threads_manager (thread/conn, manager thread)",
-}
+MODELS = ["counterd", "threads_mutex", "threads_manager", "go-mutex", "go-channel"]
 NAN = float("nan")
 
 
@@ -102,35 +97,35 @@ def report(rows_path, csv_path, workdir, works):
                 out.write(f"{c} " + " ".join(f"{v[0]:.1f}" for v in vals) + " "
                           + " ".join(f"{v[2]:.3f}" for v in vals) + "\n")
 
-    # The table, for the terminal and for docs/compare.md.
+    # The tables, for the terminal and for docs/compare.md: per work setting, one of
+    # throughput (with the idle memory) and one of p99 latency.
     lines = []
-    head = "| load | " + " | ".join(f"{m} req/s" for m in MODELS) + " | " + \
-        " | ".join(f"{m} p99 ms" for m in MODELS) + " |"
     for work in works:
         lines.append("")
         lines.append(f"**--work-us {work}**" + (" (no work: the cost of the model itself)"
                                                  if work == 0 else
                                                  f" ({work / 1000:g} ms of blocking sleep per request)"))
-        lines.append("")
-        lines.append(head)
-        lines.append("|---|" + "---:|" * (2 * len(MODELS)))
         keys = sorted({(s, c) for (wk, s, c, _m) in med if wk == work and s != "idle"},
                       key=lambda k: (k[0] != "wrk", k[1]))
-        for scenario, c in keys:
-            label = f"wrk -t1 -c{c} (keep-alive)" if scenario == "wrk" else \
-                f"ab -n 20000 -c{c} (new connection per request)"
-            vals = [med.get((work, scenario, c, m)) for m in MODELS]
-            rps = " | ".join("" if v is None else f"{v[0]:,.0f}" for v in vals)
-            p99 = " | ".join("" if v is None else f"{v[2]:.2f}" for v in vals)
-            errs = sum(v[4] for v in vals if v is not None and v[4] == v[4])
-            note = f" ({errs:.0f} socket errors)" if errs else ""
-            lines.append(f"| {label}{note} | {rps} | {p99} |")
-        idle = sorted({c for (wk, s, c, _m) in med if wk == work and s == "idle"})
-        for c in idle:
-            vals = [med.get((work, "idle", c, m)) for m in MODELS]
-            kib = " | ".join("" if v is None else f"{v[5]:.1f} KiB" for v in vals)
-            lines.append(f"| RSS per idle keep-alive connection ({c:,} open) | {kib} |"
-                         + " |" * len(MODELS))
+        for what, col, fmt in (("req/s", 0, "{:,.0f}"), ("p99 ms", 2, "{:.2f}")):
+            lines.append("")
+            lines.append(f"| {what} | " + " | ".join(MODELS) + " |")
+            lines.append("|---|" + "---:|" * len(MODELS))
+            for scenario, c in keys:
+                vals = [med.get((work, scenario, c, m)) for m in MODELS]
+                n = next(int(v[3]) for v in vals if v is not None)
+                label = f"wrk -t1 -c{c} (keep-alive)" if scenario == "wrk" else \
+                    f"ab -n {n} -c{c} (new connection per request)"
+                errs = sum(v[4] for v in vals if v is not None and v[4] == v[4])
+                note = f" ({errs:.0f} socket errors)" if errs else ""
+                cells = " | ".join("" if v is None else fmt.format(v[col]) for v in vals)
+                lines.append(f"| {label}{note} | {cells} |")
+            if col != 0:
+                continue
+            for c in sorted({c for (wk, s, c, _m) in med if wk == work and s == "idle"}):
+                vals = [med.get((work, "idle", c, m)) for m in MODELS]
+                kib = " | ".join("" if v is None else f"{v[5]:.1f} KiB" for v in vals)
+                lines.append(f"| RSS per idle keep-alive connection ({c:,} open) | {kib} |")
     table = "\n".join(lines)
     print(f"medians of {len(runs)} runs; latency in ms")
     print(table)

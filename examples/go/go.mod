@@ -1,0 +1,3 @@
+module counterd/examples/go
+
+go 1.19
