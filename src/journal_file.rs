@@ -79,7 +79,14 @@ impl JournalFile {
             compacted: 0,
             dirty_since: None,
         };
+        let started = Instant::now();
         journal.compact(store.iter()).map_err(OpenError::Io)?;
+        info!(
+            "{}: compacted to {} bytes in {:.1} ms",
+            path.display(),
+            journal.size,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         Ok(journal)
     }
 

@@ -128,6 +128,7 @@ impl Reactor {
     pub fn with_journal(mut self, journal: JournalFile) -> Reactor {
         self.router.journal = Some(Vec::with_capacity(READ_BUF));
         self.router.metrics.journal.on = true;
+        self.router.metrics.journal.compactions = 1; // the rewrite at start
         self.journal = Some(journal);
         self
     }

@@ -59,10 +59,11 @@ fn number(figure: &str) -> f64 {
         .unwrap_or_else(|_| panic!("not a number: {figure:?}"))
 }
 
-#[test]
-fn the_dashboard_shows_live_figures_under_load() {
+/// Loads the dashboard of a server started with `args` under keep-alive load; returns the
+/// DOM Chromium saw.
+fn dashboard_under_load(args: &[&str]) -> String {
     let browser = chromium();
-    let server = Server::start(&[]);
+    let server = Server::start(args);
     let stop = Arc::new(AtomicBool::new(false));
     // Load: keep-alive clients incrementing as fast as they can, until the page is read.
     let load: Vec<_> = (0..4)
@@ -93,18 +94,23 @@ fn the_dashboard_shows_live_figures_under_load() {
         .expect("run chromium");
     stop.store(true, Ordering::Relaxed);
     let sent: u64 = load.into_iter().map(|t| t.join().unwrap()).sum();
-    let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "chromium: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(sent > 100, "the load sent {sent} requests");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_dashboard_shows_live_figures_under_load() {
+    let dom = dashboard_under_load(&[]);
     let one = |series: &str| {
         let f = figures(&dom, series, "");
         assert!(!f.is_empty(), "no figure for {series} in\n{dom}");
         number(f[0])
     };
-    assert!(sent > 100, "the load sent {sent} requests");
     assert!(one("counterd_requests_total") > 0.0, "requests/s");
     assert!(one("counterd_responses_total") > 0.0, "responses/s");
     assert!(one("counterd_loop_busy_seconds_total") > 0.0, "utilisation");
@@ -119,4 +125,18 @@ fn the_dashboard_shows_live_figures_under_load() {
     );
     let p99 = figures(&dom, "counterd_loop_turn_seconds", "data-quantile=\"0.99\"");
     assert!(number(p99[0]) > 0.0, "turn time p99 {p99:?}");
+}
+
+#[test]
+fn with_a_journal_the_dashboard_shows_fsyncs_per_second() {
+    let dir = std::env::temp_dir().join(format!("counterd-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("j");
+    let dom = dashboard_under_load(&["--journal", journal.to_str().unwrap(), "--fsync", "always"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = figures(&dom, "counterd_journal_fsyncs_total", "");
+    assert!(
+        !f.is_empty() && number(f[0]) > 0.0,
+        "fsyncs/s {f:?} in\n{dom}"
+    );
 }

@@ -233,3 +233,51 @@ fn a_write_error_stops_the_server_without_acknowledging() {
     }
     stop(server);
 }
+
+#[test]
+fn a_journal_past_twice_its_compacted_size_and_4_mib_is_rewritten() {
+    let dir = TempDir::new("compact");
+    let server = start(&dir.file(), &["--fsync", "no"]);
+    let name = "n".repeat(250);
+    // ~270 bytes a record, always the same counter: 4 MiB of records compact to one line.
+    let mut c = server.client();
+    for round in 0..20 {
+        let mut burst = Vec::new();
+        for k in 0..1000 {
+            let v = round * 1000 + k;
+            burst.extend(common::get_request(
+                &format!("/set?name={name}&val={v}"),
+                "HTTP/1.1",
+                &[],
+            ));
+        }
+        c.send(&burst);
+        for _ in 0..1000 {
+            assert_eq!(c.read_response().status, 200);
+        }
+    }
+    let m = server.get("/metrics").text().to_string();
+    let compactions: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("counterd_journal_compactions_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        compactions >= 2,
+        "the one at start and one or more since: {m}"
+    );
+    let size = std::fs::metadata(dir.file()).unwrap().len();
+    assert!(size < 4 << 20, "{size} bytes after compaction");
+    assert!(
+        server.stderr().contains("journal compacted"),
+        "{}",
+        server.stderr()
+    );
+    stop(server);
+    let server = start(&dir.file(), &[]);
+    server
+        .get(&format!("/get?name={name}"))
+        .assert(200, &format!("{name}: 19999\n"));
+    stop(server);
+}
