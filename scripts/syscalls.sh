@@ -13,6 +13,7 @@
 # Medians of RUNS. Prints a Markdown table; writes it to $OUT (default: stdout only).
 #
 # Usage: scripts/syscalls.sh [RUNS] [WRK_SECONDS]       (defaults: 3 runs, 3 s)
+# Environment: SCENARIOS="c10 c200 pipe16"  SERVERS="counterd counterd-drain floor ..."
 source "$(dirname "$0")/lib.sh"
 
 runs=${1:-3}
@@ -43,6 +44,8 @@ load() { taskset -c 1 "$@"; }
 
 servers=(counterd counterd-drain floor floor-drain)
 [ -z "$nginx_bin" ] || servers+=(nginx)
+if [ -n "${SERVERS:-}" ]; then read -r -a servers <<<"$SERVERS"; fi
+read -r -a scenarios <<<"${SCENARIOS:-c10 c200 pipe16}"
 
 # start NAME: starts one server pinned to CPU 0; sets url and pid.
 start() {
@@ -103,7 +106,7 @@ requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$1"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 for run in $(seq "$runs"); do
-    for scenario in c10 c200 pipe16; do
+    for scenario in "${scenarios[@]}"; do
         for s in "${servers[@]}"; do
             echo "run $run/$runs: $s, $scenario" >&2
             start "$s"

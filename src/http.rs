@@ -113,7 +113,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, Error> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Ok(None); // unreachable for a complete head; treated as "need more"
     };
-    if mixes_line_ends(&buf[..head_len]) {
+    if mixes_line_ends(&buf[..head_len], req.headers) {
         return Err(Error::MixedLineEnds);
     }
 
@@ -220,14 +220,20 @@ fn version_shape(buf: &[u8]) -> Shape {
 /// people type into `nc`), but a mix is the request-smuggling shape of llhttp's
 /// CVE-2022-35256: a front end that only honours CRLF sees one header where we would see
 /// two, and a request hidden in it.
-fn mixes_line_ends(head: &[u8]) -> bool {
-    let mut lines = head.iter().enumerate().filter(|&(_, &b)| b == b'\n');
-    let crlf = |i: usize| i > 0 && head[i - 1] == b'\r';
-    let Some((first, _)) = lines.next() else {
-        return false;
-    };
-    let want = crlf(first);
-    lines.any(|(i, _)| crlf(i) != want)
+fn mixes_line_ends(head: &[u8], headers: &[httparse::Header<'_>]) -> bool {
+    // httparse has found every line already: each header name starts right after the end
+    // of the line before it, and the head ends with the empty line. So the line ends are
+    // known without another pass over the bytes: look at the byte before each `\n`.
+    let crlf = |nl: usize| nl > 0 && head[nl - 1] == b'\r';
+    let last = head.len() - 1; // the `\n` of the empty line
+    let empty = if crlf(last) { last - 1 } else { last };
+    let want = crlf(last);
+    let ends = headers
+        .iter()
+        .map(|h| h.name.as_ptr() as usize - head.as_ptr() as usize)
+        .chain(std::iter::once(empty))
+        .map(|line_start| line_start - 1);
+    ends.into_iter().any(|nl| crlf(nl) != want)
 }
 
 /// Finds the end of a request head (just past the empty line) in `buf`, starting the search
