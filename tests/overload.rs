@@ -404,7 +404,7 @@ fn a_low_descriptor_limit_still_serves_half_of_it() {
     let args = ["--nofile=64:64", counterd.to_str().unwrap(), "0"];
     let server = Server::start_exact(std::path::Path::new("/usr/bin/prlimit"), &args);
     assert!(
-        server.stderr().contains("using 32"),
+        server.stderr_with("using 32").contains("using 32"),
         "the cap is clamped to 32: {}",
         server.stderr()
     );

@@ -154,8 +154,8 @@ fn trace_lines_carry_microseconds_turns_and_token_names() {
     let args = ["RUST_LOG=trace", bin.to_str().unwrap(), "0"];
     let server = Server::start_exact(Path::new("/usr/bin/env"), &args);
     server.get("/inc?name=i").assert(200, "ok\n");
-    thread::sleep(Duration::from_millis(100));
-    let log = server.stderr();
+    // The request's own log line comes after the turn and event lines before it.
+    let log = server.stderr_with("GET /inc?name=i -> 200");
     let ours: Vec<&str> = log.lines().filter(|l| l.contains("counterd::")).collect();
     assert!(ours.len() > 5, "{log}");
     let mut last = 0u64;

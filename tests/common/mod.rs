@@ -159,6 +159,20 @@ impl Server {
         self.stderr.text()
     }
 
+    /// Waits (at most 5 s) until the server's stderr contains `needle`, and returns it all.
+    /// stderr is read by a thread of its own, so a line the server wrote before its
+    /// `listening on` line may not have been read yet when the banner arrives.
+    pub fn stderr_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) || Instant::now() >= deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What the server wrote to stdout after its first line.
     pub fn stdout_after_banner(&self) -> String {
         self.stdout_rest.text()
