@@ -298,22 +298,37 @@ impl Framing {
 pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, date: &HttpDate) {
     let body_len: usize = reply.body.iter().map(|p| p.len()).sum();
     let mut num = itoa::Buffer::new();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(num.format(reply.status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason(reply.status).as_bytes());
-    out.extend_from_slice(match reply.content_type {
+    let length = num.format(body_len).as_bytes();
+    let connection: &[u8] = match (framing.keep_alive, framing.http10) {
+        (false, _) => b"\r\nConnection: close",
+        (true, true) => b"\r\nConnection: keep-alive",
+        (true, false) => b"",
+    };
+    let content_type: &[u8] = match reply.content_type {
         ContentType::Text => b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
         ContentType::Html => b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ",
-    });
-    out.extend_from_slice(num.format(body_len).as_bytes());
+    };
+    let status_line = status_line(reply.status).as_bytes();
+    let body_len = if framing.head_only { 0 } else { body_len };
+    let extra_len = reply.extra.map_or(0, |(n, v)| 4 + n.len() + v.len());
+    // One reservation for the whole answer, so that each piece below is a plain copy.
+    out.reserve(
+        status_line.len()
+            + content_type.len()
+            + length.len()
+            + 8
+            + HttpDate::LEN
+            + connection.len()
+            + extra_len
+            + 4
+            + body_len,
+    );
+    out.extend_from_slice(status_line);
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(length);
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date.as_bytes());
-    if !framing.keep_alive {
-        out.extend_from_slice(b"\r\nConnection: close");
-    } else if framing.http10 {
-        out.extend_from_slice(b"\r\nConnection: keep-alive");
-    }
+    out.extend_from_slice(connection);
     if let Some((name, value)) = reply.extra {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
@@ -328,32 +343,53 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, da
     }
 }
 
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        507 => "Insufficient Storage",
-        _ => "Unknown",
-    }
+/// One table for both the reason phrases and the whole status lines, which are written
+/// in one copy each.
+macro_rules! statuses {
+    ($($code:literal $reason:literal,)*) => {
+        /// The status line without its line end.
+        fn status_line(status: u16) -> &'static str {
+            match status {
+                $($code => concat!("HTTP/1.1 ", $code, " ", $reason),)*
+                _ => "HTTP/1.1 500 Internal Server Error",
+            }
+        }
+
+        pub fn reason(status: u16) -> &'static str {
+            match status {
+                $($code => $reason,)*
+                _ => "Unknown",
+            }
+        }
+    };
+}
+
+statuses! {
+    200 "OK",
+    400 "Bad Request",
+    404 "Not Found",
+    405 "Method Not Allowed",
+    408 "Request Timeout",
+    409 "Conflict",
+    413 "Content Too Large",
+    429 "Too Many Requests",
+    431 "Request Header Fields Too Large",
+    501 "Not Implemented",
+    503 "Service Unavailable",
+    505 "HTTP Version Not Supported",
+    507 "Insufficient Storage",
 }
 
 /// The `Date` header value, formatted at most once a second rather than per response.
 pub struct HttpDate {
     secs: u64,
-    text: [u8; 29],
+    text: [u8; HttpDate::LEN],
 }
 
 impl HttpDate {
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`
+    pub const LEN: usize = 29;
+
     pub fn new(now: SystemTime) -> HttpDate {
         let secs = unix_secs(now);
         HttpDate {
@@ -638,6 +674,15 @@ mod tests {
         let mut out = Vec::new();
         write_response(&mut out, reply, framing, &date);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn status_lines_carry_their_own_code_and_reason() {
+        for status in [200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507] {
+            assert_ne!(reason(status), "Unknown");
+            assert_eq!(status_line(status), format!("HTTP/1.1 {status} {}", reason(status)));
+        }
+        assert_eq!(reason(299), "Unknown");
     }
 
     #[test]

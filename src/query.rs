@@ -31,11 +31,16 @@ pub fn find<'a, const N: usize>(
     keys: [&str; N],
 ) -> Result<[Option<Cow<'a, str>>; N], QueryError> {
     let mut found: [Option<Cow<'a, str>>; N] = std::array::from_fn(|_| None);
+    // Most queries (`name=i`) escape nothing: then every component stands as it is, and
+    // one scan of the whole query replaces a decoding pass per component.
+    let plain = !query.bytes().any(|b| b == b'%' || b == b'+');
     let mut rest = query;
     while !rest.is_empty() {
-        let (pair, tail) =
-            rest.split_at(rest.bytes().position(|b| b == b'&').unwrap_or(rest.len()));
-        rest = tail.get(1..).unwrap_or("");
+        let (pair, tail) = match rest.bytes().position(|b| b == b'&') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = tail;
         if pair.is_empty() {
             continue;
         }
@@ -43,8 +48,11 @@ pub fn find<'a, const N: usize>(
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, ""),
         };
-        let k = decode(k)?;
-        let v = decode(v)?;
+        let (k, v) = if plain {
+            (Cow::Borrowed(k), Cow::Borrowed(v))
+        } else {
+            (decode(k)?, decode(v)?)
+        };
         if let Some(i) = keys.iter().position(|key| *key == k) {
             if found[i].is_none() {
                 found[i] = Some(v);

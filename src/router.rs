@@ -277,7 +277,10 @@ pub fn split_target(target: &str) -> (&str, &str) {
             None => target,
         },
     };
-    origin.split_once('?').unwrap_or((origin, ""))
+    match origin.bytes().position(|b| b == b'?') {
+        Some(i) => (&origin[..i], &origin[i + 1..]),
+        None => (origin, ""),
+    }
 }
 
 fn scheme_rest(target: &str) -> Option<&str> {
