@@ -9,7 +9,8 @@
 # write at -c50), on a fresh server pinned to CPU 0 with wrk on CPU 1:
 #   1. `strace -c -f -p PID` for WRK_SECONDS: calls per request by kind, EAGAIN reads apart;
 #   2. without strace, WRK_SECONDS again: requests/s, and the server's utime + stime from
-#      /proc/PID/stat divided by the requests completed: CPU µs per request.
+#      /proc/PID/stat divided by the requests completed: CPU µs per request, and the
+#      user-space part of it (the rest is the kernel's, on the server's behalf).
 # Medians of RUNS. Prints a Markdown table; writes it to $OUT (default: stdout only).
 #
 # Usage: scripts/syscalls.sh [RUNS] [WRK_SECONDS]       (defaults: 3 runs, 3 s)
@@ -103,7 +104,7 @@ wrk_load() {
 }
 
 requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$1"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 for run in $(seq "$runs"); do
     for scenario in "${scenarios[@]}"; do
@@ -119,15 +120,15 @@ for run in $(seq "$runs"); do
             wait "$spid" 2>/dev/null || true
             n=$(requests "$out")
             # CPU time without strace, on the same server.
-            t0=$(cpu_ticks "$pid")
+            read -r u0 s0 < <(cpu_ticks "$pid")
             out=$(wrk_load "$scenario" "$url")
-            t1=$(cpu_ticks "$pid")
+            read -r u1 s1 < <(cpu_ticks "$pid")
             n2=$(requests "$out")
             rps=$(sed -n 's/^Requests\/sec: *//p' <<<"$out")
-            python3 - "$s" "$scenario" "$run" "$n" "$n2" "$((t1 - t0))" "$(getconf CLK_TCK)" "$rps" \
+            python3 - "$s" "$scenario" "$run" "$n" "$n2" "$((u1 - u0))" "$((s1 - s0))" "$(getconf CLK_TCK)" "$rps" \
                 "$work/strace.txt" >>"$rows" <<'PY'
 import sys
-name, scenario, run, n, n2, ticks, hz, rps, path = sys.argv[1:]
+name, scenario, run, n, n2, uticks, sticks, hz, rps, path = sys.argv[1:]
 n, n2 = int(n), int(n2)
 calls, errors = {}, {}
 for line in open(path):
@@ -140,8 +141,9 @@ eagain = sum(errors.get(k, 0) for k in ("read", "recvfrom", "readv", "recvmsg"))
 writes = sum(calls.get(k, 0) for k in ("write", "sendto", "writev", "sendmsg", "sendfile"))
 waits = sum(calls.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
 total = sum(calls.values())
-cpu_us = int(ticks) / int(hz) * 1e6 / n2
-print(f"{name}\t{scenario}\t{run}\t{total/n:.4f}\t{reads/n:.4f}\t{eagain/n:.4f}\t{writes/n:.4f}\t{waits/n:.4f}\t{cpu_us:.3f}\t{float(rps):.0f}")
+user_us, sys_us = (int(t) / int(hz) * 1e6 / n2 for t in (uticks, sticks))
+cpu_us = user_us + sys_us
+print(f"{name}\t{scenario}\t{run}\t{total/n:.4f}\t{reads/n:.4f}\t{eagain/n:.4f}\t{writes/n:.4f}\t{waits/n:.4f}\t{cpu_us:.3f}\t{float(rps):.0f}\t{user_us:.3f}\t{sys_us:.3f}")
 PY
             stop_server "$pid"
         done
@@ -159,8 +161,8 @@ names = list(dict.fromkeys(k[0] for k in rows))
 label = {"c10": "wrk -c10", "c200": "wrk -c200", "pipe16": "wrk -c50, 16 pipelined"}
 print(f"Syscalls and server CPU per request, `/inc?name=i`, medians of {runs} runs of {secs} s")
 print("(strace -c for the calls; a second run without strace for CPU time and requests/s).\n")
-print("| load | server | syscalls/req | reads/req | of which EAGAIN | writes/req | epoll_wait/req | CPU µs/req | req/s (no strace) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| load | server | syscalls/req | reads/req | of which EAGAIN | writes/req | epoll_wait/req | CPU µs/req | of which user | req/s (no strace) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 med = {}
 for scen in ("c10", "c200", "pipe16"):
     for name in names:
@@ -168,7 +170,7 @@ for scen in ("c10", "c200", "pipe16"):
             continue
         m = [statistics.median(col) for col in zip(*rows[(name, scen)])]
         med[(name, scen)] = m
-        print(f"| {label[scen]} | {name} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.3f} | {m[3]:.2f} | {m[4]:.3f} | {m[5]:.2f} | {m[6]:,.0f} |")
+        print(f"| {label[scen]} | {name} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.3f} | {m[3]:.2f} | {m[4]:.3f} | {m[5]:.2f} | {m[7]:.2f} | {m[6]:,.0f} |")
 print()
 for scen in ("c10", "c200", "pipe16"):
     c = med.get(("counterd", scen))
