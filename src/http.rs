@@ -678,9 +678,14 @@ mod tests {
 
     #[test]
     fn status_lines_carry_their_own_code_and_reason() {
-        for status in [200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507] {
+        for status in [
+            200, 400, 404, 405, 408, 409, 413, 429, 431, 501, 503, 505, 507,
+        ] {
             assert_ne!(reason(status), "Unknown");
-            assert_eq!(status_line(status), format!("HTTP/1.1 {status} {}", reason(status)));
+            assert_eq!(
+                status_line(status),
+                format!("HTTP/1.1 {status} {}", reason(status))
+            );
         }
         assert_eq!(reason(299), "Unknown");
     }
