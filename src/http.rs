@@ -308,22 +308,7 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, da
         ContentType::Text => b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
         ContentType::Html => b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ",
     };
-    let status_line = status_line(reply.status).as_bytes();
-    let body_len = if framing.head_only { 0 } else { body_len };
-    let extra_len = reply.extra.map_or(0, |(n, v)| 4 + n.len() + v.len());
-    // One reservation for the whole answer, so that each piece below is a plain copy.
-    out.reserve(
-        status_line.len()
-            + content_type.len()
-            + length.len()
-            + 8
-            + HttpDate::LEN
-            + connection.len()
-            + extra_len
-            + 4
-            + body_len,
-    );
-    out.extend_from_slice(status_line);
+    out.extend_from_slice(status_line(reply.status).as_bytes());
     out.extend_from_slice(content_type);
     out.extend_from_slice(length);
     out.extend_from_slice(b"\r\nDate: ");
@@ -383,13 +368,10 @@ statuses! {
 /// The `Date` header value, formatted at most once a second rather than per response.
 pub struct HttpDate {
     secs: u64,
-    text: [u8; HttpDate::LEN],
+    text: [u8; 29],
 }
 
 impl HttpDate {
-    /// `Sun, 06 Nov 1994 08:49:37 GMT`
-    pub const LEN: usize = 29;
-
     pub fn new(now: SystemTime) -> HttpDate {
         let secs = unix_secs(now);
         HttpDate {
