@@ -17,6 +17,9 @@ need ab apache2-utils
 need wrk
 cargo build --release --quiet --bin counterd --example floor
 
+# ir_total PROFILE: the instructions a callgrind profile counted.
+ir_total() { awk '/^summary:|^totals:/ {print $2; exit}' "$1"; }
+
 # total_ir BINARY REQUESTS OUTFILE: runs the server under callgrind and returns its Ir total.
 total_ir() {
     local bin=$1 requests=$2 out=$3
@@ -24,7 +27,7 @@ total_ir() {
     local pid=$LAST_SERVER_PID
     ab -q -k -n "$requests" -c 10 "$url$path" >/dev/null
     stop_server "$pid"
-    awk '/^summary:|^totals:/ {print $2; exit}' "$out"
+    ir_total "$out"
 }
 
 # wrk_ir BINARY SECONDS OUTFILE: like total_ir under wrk; returns "requests Ir".
@@ -35,7 +38,7 @@ wrk_ir() {
     local report
     report=$(wrk -t1 -c10 -d"${secs}s" "$url$path")
     stop_server "$pid"
-    echo "$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$report") $(awk '/^summary:|^totals:/ {print $2; exit}' "$out")"
+    echo "$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$report") $(ir_total "$out")"
 }
 
 printf '%-9s %16s %16s\n' server "Ir/req, ab -k" "Ir/req, wrk"

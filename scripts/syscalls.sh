@@ -142,8 +142,8 @@ writes = sum(calls.get(k, 0) for k in ("write", "sendto", "writev", "sendmsg", "
 waits = sum(calls.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
 total = sum(calls.values())
 user_us, sys_us = (int(t) / int(hz) * 1e6 / n2 for t in (uticks, sticks))
-cpu_us = user_us + sys_us
-print(f"{name}\t{scenario}\t{run}\t{total/n:.4f}\t{reads/n:.4f}\t{eagain/n:.4f}\t{writes/n:.4f}\t{waits/n:.4f}\t{cpu_us:.3f}\t{float(rps):.0f}\t{user_us:.3f}\t{sys_us:.3f}")
+cpu_us = user_us + sys_us  # the table shows the total and the user part
+print(f"{name}\t{scenario}\t{run}\t{total/n:.4f}\t{reads/n:.4f}\t{eagain/n:.4f}\t{writes/n:.4f}\t{waits/n:.4f}\t{cpu_us:.3f}\t{float(rps):.0f}\t{user_us:.3f}")
 PY
             stop_server "$pid"
         done
