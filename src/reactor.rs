@@ -38,8 +38,15 @@ use crate::pump::{Buffers, Env, Mode, Pumped, READ_BUDGET, ReadState, pump};
 use crate::router::Router;
 use crate::timers::{Slot, Timers};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
+// Small numbers, as in mio's own examples: mio's trace lines print them as they are.
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// A connection's token is its slab key plus this, above the special tokens.
+const FIRST_CLIENT: usize = 2;
+
+fn client_token(key: usize) -> Token {
+    Token(key + FIRST_CLIENT)
+}
 
 /// One read's worth: also the most a connection holds back under backpressure.
 const READ_BUF: usize = 64 * 1024;
@@ -170,13 +177,7 @@ impl Reactor {
                     break;
                 }
             }
-            let timeout = self.poll_timeout(now);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            self.wait(&mut events)?;
             let woke = Instant::now();
             let n = events.iter().count();
             self.router.metrics.looping.woke(woke - now, n);
@@ -204,7 +205,8 @@ impl Reactor {
                             return self.finish();
                         }
                     }
-                    Token(key) => {
+                    Token(token) => {
+                        let key = token - FIRST_CLIENT;
                         if let Some(client) = self.clients.get_mut(key) {
                             client.read.peer_closed |= event.is_read_closed();
                         }
@@ -227,6 +229,18 @@ impl Reactor {
             self.commit(now)?;
         }
         self.finish()
+    }
+
+    /// Sleeps in `epoll_wait` until readiness or the nearest deadline. A signal that
+    /// interrupts the sleep (`EINTR`) is part of the same sleep, not the end of a turn.
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            match self.poll.poll(events, timeout) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return done,
+            }
+        }
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -284,10 +298,10 @@ impl Reactor {
         let _ = socket.set_nodelay(true);
         let entry = self.clients.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut socket, client_token(key), Interest::READABLE)
         {
             warn!("cannot register a new connection: {e}");
             self.admission.closed(how);
@@ -399,7 +413,7 @@ impl Reactor {
             if let Err(e) =
                 self.poll
                     .registry()
-                    .reregister(&mut client.socket, Token(key), interest)
+                    .reregister(&mut client.socket, client_token(key), interest)
             {
                 debug!("{key}: reregister: {e}");
                 self.close(key);
@@ -528,7 +542,7 @@ impl std::fmt::Display for TokenName {
         match self.0 {
             LISTENER => f.write_str("listener"),
             SIGNALS => f.write_str("signals"),
-            Token(key) => write!(f, "{key}"),
+            Token(token) => write!(f, "{}", token - FIRST_CLIENT),
         }
     }
 }
