@@ -190,7 +190,7 @@ impl Default for JournalStats {
     }
 }
 
-/// The standard `process_*` series, sampled by whoever renders (see `process.rs`).
+/// The standard `process_*` series, sampled by whoever renders (`os::sample` in the server).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Process {
     pub cpu_seconds: f64,
