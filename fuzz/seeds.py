@@ -19,14 +19,14 @@ CURL_SESSION = b"".join(curl(t) for t in [
     b"/set?name=x&val=0", b"/get?name=x", b"/inc?name=x", b"/get?name=x", b"/get?name=y"])
 AB = (b"GET /inc?name=i HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: 127.0.0.1:8000\r\n"
       b"User-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n")
-MANY_HEADERS = b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % k for k in range(65)) + b"\r\n"
+MANY_HEADERS = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"H%d: v\r\n" % k for k in range(65)) + b"\r\n"
 
 VALID = {
     "curl-set": curl(b"/set?name=x&val=0"),
     "curl-get": curl(b"/get?name=x"),
     "curl-inc": curl(b"/inc?name=x"),
     "ab-keepalive": AB,
-    "head": b"HEAD /get?name=i HTTP/1.1\r\n\r\n",
+    "head": b"HEAD /get?name=i HTTP/1.1\r\nHost: x\r\n\r\n",
     "http10": get(b"/get?name=i", version=b"HTTP/1.0"),
     "http10-keepalive": get(b"/get?name=i", b"Connection: keep-alive\r\n", b"HTTP/1.0"),
     "close": get(b"/inc?name=i", b"Connection: close\r\n"),
@@ -38,18 +38,24 @@ VALID = {
     "bad-escape": get(b"/get?name=%zz"),
     "not-utf8": get(b"/get?name=%ff"),
     "long-name": get(b"/get?name=" + b"n" * 257),
-    "post": b"POST /set?name=i&val=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-    "body": b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
+    "post": b"POST /set?name=i&val=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    "body": b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz",
     "lf-only": b"GET /get?name=i HTTP/1.1\nHost: x\n\n",
-    "leading-crlf": b"\r\n\r\nGET /get?name=i HTTP/1.1\r\n\r\n",
+    "leading-crlf": b"\r\n\r\nGET /get?name=i HTTP/1.1\r\nHost: x\r\n\r\n",
     "not-found": get(b"/nope"),
     "partial": b"GET /get?name=i HTTP/1.1\r\nHost: loc",
+    "chunked": b"POST /inc?name=i HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5;ext=1\r\nhello\r\n0\r\nTrailer: t\r\n\r\n",
+    "chunked-empty": get(b"/inc?name=i", b"Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+    "host-ipv6": get(b"/get?name=i").replace(b"Host: localhost:8000", b"Host: [::1]:8000"),
+    "http10-no-host": b"GET /get?name=i HTTP/1.0\r\n\r\n",
+    "options-asterisk": b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 }
 BAD = {
     "garbage": b"GARBAGE\r\n\r\n",
-    "bad-header": b"GET / HTTP/1.1\r\nBad header\r\n\r\n",
-    "space-in-name": b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-    "folded": b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+    "bad-header": b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n",
+    "space-in-name": b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n",
+    "folded": b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n folded\r\n\r\n",
     "tls-hello": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)),
     "cl-plus": get(b"/", b"Content-Length: +5\r\n"),
     "cl-minus": get(b"/", b"Content-Length: -1\r\n"),
@@ -58,22 +64,37 @@ BAD = {
     "cl-empty": get(b"/", b"Content-Length: \r\n"),
     "cl-conflict": get(b"/", b"Content-Length: 1\r\nContent-Length: 2\r\n"),
     "cl-and-te": get(b"/", b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"),
-    "te-chunked": get(b"/", b"Transfer-Encoding: chunked\r\n"),
+    "te-gzip": get(b"/", b"Transfer-Encoding: gzip\r\n"),
+    "te-chunked-gzip": get(b"/", b"Transfer-Encoding: chunked, gzip\r\n"),
+    "te-twice": get(b"/", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+    "te-http10": get(b"/", b"Transfer-Encoding: chunked\r\n", b"HTTP/1.0") + b"0\r\n\r\n",
+    "chunk-bare-lf": get(b"/inc?name=i", b"Transfer-Encoding: chunked\r\n") + b"3\r\nabc\n0\r\n\r\n",
+    "chunk-size-sign": get(b"/", b"Transfer-Encoding: chunked\r\n") + b"-3\r\nabc\r\n0\r\n\r\n",
+    "chunk-size-overflow": get(b"/", b"Transfer-Encoding: chunked\r\n") + b"10000000000000003\r\n",
+    "chunk-too-large": get(b"/", b"Transfer-Encoding: chunked\r\n") + b"100001\r\n",
+    "no-host": b"GET /inc?name=i HTTP/1.1\r\n\r\n",
+    "two-hosts": b"GET /inc?name=i HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+    "bad-host": b"GET /inc?name=i HTTP/1.1\r\nHost: user@x.example/p, y.example\r\n\r\n",
+    "fragment": get(b"/get?name=i#frag"),
+    "raw-utf8-target": get("/get?name=é".encode()),
+    "asterisk-get": get(b"*"),
     "body-too-large": get(b"/", b"Content-Length: 1048577\r\n"),
     "cl-huge": get(b"/", b"Content-Length: 99999999999999999999999\r\n"),
     "http2": b"GET / HTTP/2.0\r\n\r\n",
     "http12": b"GET / HTTP/1.2\r\n\r\n",
     "bad-version": b"GET / HTTX/1.1\r\n\r\n",
     "too-many-headers": MANY_HEADERS,
-    "head-too-large": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
-    "ctl-in-method": b"G\x01T / HTTP/1.1\r\n\r\n",
+    "head-too-large": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "ctl-in-method": b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n",
 }
 
-PIPELINED = get(b"/set?name=a&val=5") + b"\r\n" + b"GET /inc?name=a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz" + \
-    get(b"/get?name=a") + b"HEAD /get?name=a HTTP/1.1\r\n\r\n" + \
+PIPELINED = get(b"/set?name=a&val=5") + b"\r\n" + b"GET /inc?name=a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz" + \
+    get(b"/get?name=a") + b"HEAD /get?name=a HTTP/1.1\r\nHost: x\r\n\r\n" + \
     get(b"/get?name=a", b"Connection: keep-alive\r\n", b"HTTP/1.0") + get(b"/nope")
-SMUGGLE = (b"POST /set?name=i&val=9 HTTP/1.1\r\nContent-Length: 28\r\n\r\n"
-           b"GET /inc?name=i HTTP/1.1\r\n\r\n" + get(b"/get?name=i"))
+SMUGGLE = (b"POST /set?name=i&val=9 HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\n"
+           b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n" + get(b"/get?name=i"))
+VALID_CHUNKED_THEN_GET = (b"POST /set?name=i&val=9 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"1c\r\nGET /inc?name=i HTTP/1.1\r\n\r\n\r\n0\r\n\r\n" + get(b"/get?name=i"))
 STREAMS = {
     "curl-session": CURL_SESSION,
     "pipelined": PIPELINED,
@@ -86,6 +107,7 @@ STREAMS = {
     "ab-keepalive": AB * 10,
     "new-counters": b"".join(get(b"/set?name=c%d&val=1" % k) for k in range(20)),
     "overflow": get(b"/inc?name=m") * 3,
+    "chunked-then-get": VALID_CHUNKED_THEN_GET,
 }
 STREAMS.update({"bad-" + k: get(b"/inc?name=i") + v for k, v in BAD.items()})
 

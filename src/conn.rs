@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::Limits;
-use crate::http::{self, Request};
+use crate::http::{self, BodySkip, Request};
 use crate::metrics::Timeout;
 
 /// Past this much unsent output the connection stops reading (and stops answering what it
@@ -79,7 +79,8 @@ pub struct Conn {
     parsed: usize,
     /// The head of a request whose body is still arriving; answered once the body is in.
     held_head: Vec<u8>,
-    body_left: u64,
+    /// Reads past that body as it arrives, holding none of it.
+    body: Option<BodySkip>,
     /// Answers; `out[sent..]` is not yet written. The reactor lends this buffer
     /// ([`Conn::lend_buffer`]) and takes it back once it is flushed
     /// ([`Conn::return_buffer`]), so an idle connection holds none.
@@ -104,7 +105,7 @@ impl Conn {
             scanned: 0,
             parsed: 0,
             held_head: Vec::new(),
-            body_left: 0,
+            body: None,
             out: Vec::new(),
             sent: 0,
             request_started: None,
@@ -124,7 +125,7 @@ impl Conn {
     ) {
         self.inbuf = Vec::new();
         self.held_head = Vec::new();
-        self.body_left = 0;
+        self.body = None;
         self.request_started = None;
         svc.refuse(&mut self.out, status, extra, why);
         self.state = State::Closing;
@@ -172,7 +173,7 @@ impl Conn {
     pub fn eof<S: Service>(&mut self, svc: &mut S, limits: &Limits, now: Instant) {
         self.read_closed = true;
         if self.state == State::Open
-            && self.body_left == 0
+            && self.body.is_none()
             && !self.inbuf.is_empty()
             && self.pending() < OUTPUT_HIGH_WATER
         {
@@ -273,7 +274,7 @@ impl Conn {
     pub fn stop(&mut self) {
         self.inbuf = Vec::new();
         self.held_head = Vec::new();
-        self.body_left = 0;
+        self.body = None;
         self.state = match self.state {
             State::Open | State::Closing if self.pending() > 0 => State::Closing,
             _ => State::Done,
@@ -329,7 +330,7 @@ impl Conn {
     }
 
     fn update_request_clock(&mut self, now: Instant) {
-        let arriving = self.state == State::Open && (self.body_left > 0 || !self.inbuf.is_empty());
+        let arriving = self.state == State::Open && (self.body.is_some() || !self.inbuf.is_empty());
         if !arriving {
             self.request_started = None;
         } else if self.request_started.is_none() {
@@ -357,13 +358,22 @@ impl Conn {
     ) -> usize {
         let mut pos = 0;
         while self.state == State::Open {
-            if self.body_left > 0 {
-                let n = self.body_left.min((buf.len() - pos) as u64);
-                pos += n as usize;
-                self.body_left -= n;
-                if self.body_left > 0 {
-                    break;
+            if let Some(skip) = &mut self.body {
+                let skipped = skip.skip(&buf[pos..]).map(|n| (n, skip.is_done()));
+                match skipped {
+                    Ok((n, true)) => pos += n,
+                    Ok((n, false)) => {
+                        pos += n;
+                        break; // the rest of the body is still to come
+                    }
+                    Err(e) => {
+                        // The head is never answered: after broken framing, what follows
+                        // could be a request smuggled in the body.
+                        self.fail(e, svc);
+                        break;
+                    }
                 }
+                self.body = None;
                 self.answer_held(svc, now);
                 continue;
             }
@@ -383,12 +393,13 @@ impl Conn {
             match self.parse_next(rest, limits.max_head_bytes) {
                 Ok(Some((req, len))) => {
                     pos += len;
-                    if req.body_len > 0 {
-                        self.held_head.clear();
-                        self.held_head.extend_from_slice(&rest[..len]);
-                        self.body_left = req.body_len;
-                    } else {
-                        self.answer(&req, svc, now);
+                    match BodySkip::new(req.body, limits.max_head_bytes) {
+                        Some(skip) => {
+                            self.held_head.clear();
+                            self.held_head.extend_from_slice(&rest[..len]);
+                            self.body = Some(skip);
+                        }
+                        None => self.answer(&req, svc, now),
                     }
                 }
                 Ok(None) => break,
@@ -583,9 +594,9 @@ mod tests {
         let stream = [
             get("/set?name=a&val=5"),
             "\r\n".into(), // stray empty line between requests is ignored
-            "GET /inc?name=a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz".into(),
+            "GET /inc?name=a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz".into(),
             get("/get?name=a"),
-            "HEAD /get?name=a HTTP/1.1\r\n\r\n".into(),
+            "HEAD /get?name=a HTTP/1.1\r\nHost: x\r\n\r\n".into(),
             "GET /get?name=a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".into(),
             get("/nope"),
         ]
@@ -609,7 +620,7 @@ mod tests {
     #[test]
     fn byte_by_byte_head_is_scanned_linearly() {
         let mut h = Harness::new();
-        let mut req = b"GET /get?name=i HTTP/1.1\r\n".to_vec();
+        let mut req = b"GET /get?name=i HTTP/1.1\r\nHost: x\r\n".to_vec();
         for k in 0..60 {
             req.extend_from_slice(format!("X-Pad-{k}: {}\r\n", "v".repeat(40)).as_bytes());
         }
@@ -636,7 +647,7 @@ mod tests {
     #[test]
     fn garbage_is_refused_early_without_waiting_for_the_end() {
         let mut h = Harness::new();
-        h.feed(b"GET /get?name=i HTTP/1.1\r\nX-A: 1\r\n");
+        h.feed(b"GET /get?name=i HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n");
         h.feed(b"Bad Header: x\r\n");
         let mut sent = 0;
         while h.conn.output().is_empty() {
@@ -646,7 +657,7 @@ mod tests {
         }
         assert_eq!(h.responses()[0].status, 400);
         let mut h = Harness::new();
-        h.feed(b"GET / HTTP/1.1\r\n");
+        h.feed(b"GET / HTTP/1.1\r\nHost: x\r\n");
         let mut k = 0;
         while h.conn.output().is_empty() {
             h.feed(format!("H{k}: v\r\n").as_bytes());
@@ -683,7 +694,7 @@ mod tests {
     fn connection_close_answers_then_closes_and_ignores_the_rest() {
         let mut h = Harness::new();
         let two = format!(
-            "GET /inc?name=i HTTP/1.1\r\nConnection: close\r\n\r\n{}",
+            "GET /inc?name=i HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n{}",
             get("/inc?name=i")
         );
         h.feed(two.as_bytes());
@@ -737,7 +748,7 @@ mod tests {
 
     #[test]
     fn a_close_lingers_whether_trailing_bytes_came_before_or_after_the_answer() {
-        let close = b"GET /inc?name=i HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let close = b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         for (before, after) in [(false, false), (true, false), (false, true), (true, true)] {
             closes_by_lingering(close, before, after);
         }
@@ -745,7 +756,7 @@ mod tests {
         closes_by_lingering(b"GET /inc?name=i HTTP/1.0\r\n\r\n", false, true);
         // So does a close request with a body: it is answered from `answer_held`.
         let with_body =
-            b"GET /inc?name=i HTTP/1.1\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc";
+            b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc";
         for (before, after) in [(false, false), (true, false), (false, true)] {
             closes_by_lingering(with_body, before, after);
         }
@@ -754,7 +765,7 @@ mod tests {
     #[test]
     fn a_close_after_the_client_half_closed_needs_no_linger() {
         let mut h = Harness::new();
-        h.feed(b"GET /inc?name=i HTTP/1.1\r\nConnection: close\r\n\r\n");
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         h.eof();
         assert_eq!(h.responses().len(), 1);
         assert_eq!(h.conn.next(), Next::Close, "nothing more can arrive");
@@ -861,7 +872,7 @@ mod tests {
     #[test]
     fn body_is_skipped_and_answered_after_it_arrives() {
         let mut h = Harness::new();
-        h.feed(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
         assert!(h.drain().is_empty(), "no answer before the body is in");
         assert_eq!(h.router.store.get("i"), Some(0));
         h.feed(format!("56789{}", get("/get?name=i")).as_bytes());
@@ -870,12 +881,62 @@ mod tests {
         assert_eq!(r[1].text(), "i: 1\n");
     }
 
+    /// A chunked POST whose body holds what looks like a request, then a GET.
+    const CHUNKED_THEN_GET: &[u8] = b"POST /set?name=i&val=9 HTTP/1.1\r\nHost: x\r\n\
+        Transfer-Encoding: chunked\r\n\r\n\
+        1c;ext=1\r\nGET /inc?name=i HTTP/1.1\r\n\r\n\r\n4\r\nabcd\r\n0\r\nT: 1\r\n\r\n\
+        GET /get?name=i HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn a_chunked_body_is_skipped_and_the_next_request_answered_in_order() {
+        for size in [1, 2, 3, 7, 64, CHUNKED_THEN_GET.len()] {
+            let mut h = Harness::new();
+            for piece in CHUNKED_THEN_GET.chunks(size) {
+                h.feed(piece);
+                assert!(h.conn.buffered_input() <= 128, "the body is not held");
+            }
+            let r = h.responses();
+            assert_eq!(r.len(), 2, "reads of {size}");
+            assert_eq!(r[0].status, 405);
+            assert_eq!(r[1].text(), "i: 0\n", "the body was not executed");
+        }
+    }
+
+    #[test]
+    fn a_request_smuggled_after_bad_chunk_framing_is_never_executed() {
+        // A bare LF ends the chunk data where a lenient parser would see a second request.
+        let smuggle = b"GET /get?name=i HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\n0\r\n\r\nGET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n";
+        for size in [1, 5, smuggle.len()] {
+            let mut h = Harness::new();
+            for piece in smuggle.chunks(size) {
+                if h.conn.wants_read() {
+                    h.feed(piece);
+                }
+            }
+            let r = h.responses();
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].status, 400);
+            assert!(r[0].closes());
+            assert_eq!(h.router.store.get("i"), Some(0), "the smuggled /inc ran");
+        }
+    }
+
+    #[test]
+    fn a_slow_chunked_body_is_408_too() {
+        let mut h = Harness::new();
+        h.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+        h.advance(h.limits.header_timeout);
+        assert_eq!(h.timeout(), Some(Timeout::Header));
+        assert_eq!(h.responses()[0].status, 408);
+    }
+
     #[test]
     fn post_with_body_is_405_and_stream_stays_in_sync() {
         let mut h = Harness::new();
-        let body = "GET /inc?name=i HTTP/1.1\r\n\r\n"; // looks like a request, is a body
+        let body = "GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n"; // looks like a request, is a body
         let post = format!(
-            "POST /set?name=i&val=9 HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /set?name=i&val=9 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         h.feed(format!("{post}{}", get("/get?name=i")).as_bytes());
@@ -911,32 +972,50 @@ mod tests {
     #[test]
     fn every_bad_input_class_is_answered_and_closed() {
         refused(b"GARBAGE\r\n\r\n", 400);
-        refused(b"GET / HTTP/1.1\r\nBad header\r\n\r\n", 400);
+        refused(b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n", 400);
         refused(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400); // TLS hello
         for cl in ["+5", "-1", "5,6", "0x10", ""] {
             refused(
-                format!("GET / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n").as_bytes(),
+                format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {cl}\r\n\r\n").as_bytes(),
                 400,
             );
         }
         refused(
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             400,
         );
         refused(
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             400,
         );
-        refused(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501);
-        refused(b"GET / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 413);
+        refused(
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+        );
+        refused(b"GET /inc?name=i HTTP/1.1\r\n\r\n", 400); // no Host
+        refused(
+            b"GET /inc?name=i HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            400,
+        );
+        refused(b"GET /inc?name=i HTTP/1.1\r\nHost: u@a/p, b\r\n\r\n", 400);
+        refused(b"GET /inc?name=i#x HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+        refused(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+        let chunked = "POST /inc?name=i HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        refused(format!("{chunked}5\r\nhello\n0\r\n\r\n").as_bytes(), 400);
+        refused(format!("{chunked}-1\r\n").as_bytes(), 400);
+        refused(format!("{chunked}100001\r\n").as_bytes(), 413);
+        refused(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
+            413,
+        );
         refused(b"GET / HTTP/2.0\r\n\r\n", 505);
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut many = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
         for k in 0..65 {
             many.extend_from_slice(format!("H{k}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         refused(&many, 431);
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
         refused(long.as_bytes(), 431);
         // Too large even before the end of the head shows up.
         refused(format!("GET /{}", "a".repeat(9000)).as_bytes(), 431);
@@ -949,12 +1028,18 @@ mod tests {
             ..Limits::default()
         };
         let mut h = Harness::with_limits(limits);
-        let head = format!("GET /get?name=i HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(60));
+        let head = format!(
+            "GET /get?name=i HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "v".repeat(50)
+        );
         assert!(head.len() <= 100);
         h.feed(head.as_bytes());
         assert_eq!(h.responses()[0].status, 200);
         let mut h = Harness::with_limits(limits);
-        let head = format!("GET /get?name=i HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(80));
+        let head = format!(
+            "GET /get?name=i HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "v".repeat(80)
+        );
         for chunk in head.as_bytes().chunks(10) {
             if h.conn.wants_read() {
                 h.feed(chunk);
@@ -1063,7 +1148,7 @@ mod tests {
             ..Limits::default()
         };
         let mut h = Harness::with_limits(limits);
-        h.feed(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 5\r\n\r\nab");
+        h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab");
         h.advance(Duration::from_secs(1));
         h.timeout();
         assert_eq!(h.responses()[0].status, 408);

@@ -374,7 +374,7 @@ mod tests {
     fn reading_resumes_after_backpressure_without_a_new_edge() {
         let mut w = World::new();
         // /metrics answers are a few KiB: enough requests to pass the high-water mark.
-        let one = b"GET /metrics HTTP/1.1\r\n\r\n".to_vec();
+        let one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         let stream = one.repeat(400);
         w.reads([Step::Data(stream.clone())]);
         // The socket takes nothing at first: reading stops at the mark.

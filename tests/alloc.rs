@@ -86,7 +86,7 @@ fn get_inc_and_set_existing_allocate_nothing_per_request() {
     assert_eq!(router.store.get("i"), Some(-12345));
     // And the allocator is really counted: a new name allocates.
     let before = allocations();
-    let r = b"GET /set?name=fresh&val=1 HTTP/1.1\r\n\r\n";
+    let r = b"GET /set?name=fresh&val=1 HTTP/1.1\r\nHost: x\r\n\r\n";
     serve(&mut conn, &mut router, r, 1);
     assert!(
         allocations() > before,

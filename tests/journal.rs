@@ -91,7 +91,7 @@ fn kill_9_under_load_loses_no_acknowledged_change_with_fsync_always() {
             thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let req = b"GET /inc?name=i HTTP/1.1\r\n\r\n";
+                let req = b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n";
                 let mut buf = [0u8; 4096];
                 while !done.load(Ordering::Relaxed) {
                     if s.write_all(req).is_err() {
@@ -209,8 +209,10 @@ fn a_write_error_stops_the_server_without_acknowledging() {
         let target = format!("/set?name=counter-with-a-long-name-{k}&val={k}");
         let mut s = TcpStream::connect(server.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        s.write_all(format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         let mut got = Vec::new();
         let _ = s.read_to_end(&mut got);
         if got.starts_with(b"HTTP/1.1 200 ") {

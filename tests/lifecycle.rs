@@ -347,10 +347,10 @@ fn no_flag_value_makes_the_server_panic() {
     ] {
         let mut server = Server::start(args);
         for raw in [
-            &b"GET /inc?name=i HTTP/1.1\r\n\r\n"[..],
-            b"GET /set?name=new&val=1 HTTP/1.1\r\n\r\n",
-            b"GET /inc?name=i HTTP/1.1\r\n\r\nGET /get?name=i HTTP/1.1\r\n\r\n",
-            b"GET /get?name=i HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+            &b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /set?name=new&val=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\nGET /get?name=i HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /get?name=i HTTP/1.1\r\nHost: x\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
             b"GET /inc?name=i HT",
             b"BAD\r\n\r\n",
         ] {

@@ -176,7 +176,7 @@ fn header_timeout_answers_408_to_a_half_sent_head() {
     );
     // A body that trickles is timed the same way.
     let mut slow_body = server.client();
-    slow_body.send(b"GET /inc?name=i HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    slow_body.send(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     assert_eq!(slow_body.read_response().status, 408);
     server.get("/get?name=i").assert(200, "i: 0\n");
     let mut c = server.client();
@@ -198,7 +198,8 @@ fn slowloris_does_not_delay_a_normal_client() {
         })
         .collect();
     for s in &mut lorises {
-        s.write_all(b"GET /get?name=i HTTP/1.1\r\n").unwrap();
+        s.write_all(b"GET /get?name=i HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
     }
     let mut normal = server.client();
     let mut worst = Duration::ZERO;
@@ -376,7 +377,7 @@ fn queue_mode_keeps_hundreds_of_clients_waiting_in_the_backlog() {
     assert_eq!(waiting.len(), 600, "clients completed the handshake");
     // They really wait: the first is answered once the held connection closes.
     let mut first = Client::from_stream(waiting.into_iter().next().unwrap());
-    first.send(b"GET /inc?name=i HTTP/1.1\r\n\r\n");
+    first.send(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n");
     first.expect_open(Duration::from_millis(200));
     drop(held);
     first.read_response().assert(200, "ok\n");
@@ -411,7 +412,7 @@ fn a_low_descriptor_limit_still_serves_half_of_it() {
     let mut served = open_clients(&server, 32);
     // The 33rd waits in the backlog until one of the 32 leaves.
     let mut extra = server.client();
-    extra.send(b"GET /inc?name=i HTTP/1.1\r\n\r\n");
+    extra.send(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\n\r\n");
     extra.expect_open(Duration::from_millis(300));
     served.pop();
     extra.read_response().assert(200, "ok\n");

@@ -201,9 +201,16 @@ fn bad_requests(name: &str) {
     let server = start(name, &[]);
     for (raw, status) in [
         (&b"this is not http\r\n\r\n"[..], 400),
-        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-        (b"GET / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            400,
+        ),
     ] {
         let mut c = server.client();
         c.send(raw);
