@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{Config, Fsync, Overload, Rate};
+use crate::work::WorkMode;
 
 /// `--help`, with the defaults of [`Config::default`] (the one place they live).
 pub fn usage() -> String {
@@ -40,8 +41,13 @@ Options:
                                with --journal: fdatasync every turn's records before
                                answering (always), at most once a second (everysec), or
                                leave it to the kernel (no) [default: everysec]
-      --work-us N              teaching device: block N µs in every request, to show what
-                               blocking does to a single-threaded loop [default: 0]
+      --work-us N              teaching device: every counter request needs N µs of work
+                               before its answer, standing for a slow call [default: 0]
+      --work sleep|spin|timer|pool
+                               how the loop spends that work: block the thread (sleep),
+                               compute on its core (spin), wait on a timer in the loop
+                               (timer), or block a worker thread (pool) [default: sleep]
+      --pool-threads N         worker threads for --work pool, 1 to 1024 [default: {pool}]
   -v, --verbose                log every request (same as RUST_LOG=debug)
   -h, --help                   print this help
   -V, --version                print the version
@@ -57,6 +63,7 @@ Logs go to stderr; RUST_LOG=trace logs every readiness event. The only line on s
         header = secs(d.limits.header_timeout),
         head = d.limits.max_head_bytes,
         counters = d.max_counters,
+        pool = d.pool_threads,
     )
 }
 
@@ -178,8 +185,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                     },
                 )?
             }
+            Long("work") => {
+                o.work.mode = value(
+                    &mut p,
+                    "--work",
+                    "`sleep`, `spin`, `timer` or `pool`",
+                    |s| match s {
+                        "sleep" => Some(WorkMode::Sleep),
+                        "spin" => Some(WorkMode::Spin),
+                        "timer" => Some(WorkMode::Timer),
+                        "pool" => Some(WorkMode::Pool),
+                        _ => None,
+                    },
+                )?
+            }
+            Long("pool-threads") => {
+                o.pool_threads = value(&mut p, "--pool-threads", "a number from 1 to 1024", |s| {
+                    s.parse::<usize>().ok().filter(|n| (1..=1024).contains(n))
+                })?
+            }
             Long("work-us") => {
-                o.work = value(
+                o.work.time = value(
                     &mut p,
                     "--work-us",
                     "microseconds from 0 to 10000000",
@@ -294,7 +320,7 @@ mod tests {
         assert_eq!(o.limits.idle_timeout, Duration::from_millis(500));
         assert_eq!(o.limits.header_timeout, Duration::from_secs(2));
         assert_eq!((o.limits.max_head_bytes, o.max_counters), (1024, 5));
-        assert_eq!(o.work, Duration::from_millis(1));
+        assert_eq!(o.work.time, Duration::from_millis(1));
         assert!(o.verbose);
         assert_eq!(
             run(&["--rate", "20", "--burst", "1"]).unwrap().rate,

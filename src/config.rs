@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::work::Work;
+
 /// The original program's counters: `i` and `j`, at zero. With `--journal`, only a new
 /// journal gets them.
 pub const PRELOAD: [(&str, i64); 2] = [("i", 0), ("j", 0)];
@@ -23,8 +25,10 @@ pub struct Config {
     pub rate: Option<Rate>,
     pub limits: Limits,
     pub max_counters: usize,
-    /// `--work-us`: blocking work per request, a teaching device.
-    pub work: Duration,
+    /// `--work-us` and `--work`: the work a counter request needs, a teaching device.
+    pub work: Work,
+    /// `--pool-threads`: workers for `--work pool`.
+    pub pool_threads: usize,
     pub journal: Option<PathBuf>,
     pub fsync: Fsync,
     pub verbose: bool,
@@ -41,7 +45,8 @@ impl Default for Config {
             rate: None,
             limits: Limits::default(),
             max_counters: 1_000_000,
-            work: Duration::ZERO,
+            work: Work::default(),
+            pool_threads: 16,
             journal: None,
             fsync: Fsync::EverySec,
             verbose: false,

@@ -7,8 +7,10 @@
 //! rules, half-close, output backpressure and the per-request clocks.
 //!
 //! What a request means is not its business: it hands each complete request to a
-//! [`Service`] (the router, in counterd) and asks it for refusals, and it reports what
-//! happened (a timeout fired) instead of counting it anywhere.
+//! [`Service`] (the router, in counterd), which answers it now or later. A request
+//! answered later is served as Go's `net/http` serves a connection: one request at a time,
+//! so the connection reads nothing more until [`Conn::answer_later`] brings the answer,
+//! and the answers stay in request order.
 
 use std::mem;
 use std::net::IpAddr;
@@ -26,11 +28,32 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// so that the client reads that answer instead of a reset.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// Whether a [`Service`] answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The whole response is in the output.
+    Now,
+    /// It will come through [`Conn::answer_later`]; until then the connection waits.
+    Later,
+}
+
 /// What a connection needs from the application behind it, and nothing more: an answer
-/// to one complete request, or a response that refuses and closes.
-pub trait Service {
-    /// Answers `req` from `peer`, appending the whole response to `out`.
-    fn answer(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>);
+/// to one complete request, or (through [`Refuse`]) a response that refuses and closes.
+pub trait Service: Refuse {
+    /// Answers `req` from `peer` by appending the whole response to `out`, or takes it on
+    /// to answer later.
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Answer;
+}
+
+/// What a connection needs to refuse: for framing errors, timeouts, and whoever refuses a
+/// connection as a whole (the `503` at the cap).
+pub trait Refuse {
     /// Appends a response with `status`, one optional extra header and `why` as its body,
     /// framed to close the connection.
     fn refuse(
@@ -68,11 +91,17 @@ enum State {
 pub struct Conn {
     peer: IpAddr,
     state: State,
+    /// A request is in work: its answer comes later. Whether the connection stays open
+    /// after it (its keep-alive, or false once the server stops).
+    waiting: Option<bool>,
     /// The client has closed its sending side.
     read_closed: bool,
     /// Input not yet answered: the start of a request, or (under backpressure) requests
     /// held back. Empty and unallocated between requests.
     inbuf: Vec<u8>,
+    /// `inbuf` may hold requests that were held back — by backpressure or behind a request
+    /// in work — rather than the start of one still arriving: see [`Conn::resume`].
+    held_back: bool,
     /// How far into `inbuf` the end of the head has already been looked for.
     scanned: usize,
     /// How much of `inbuf` httparse has last seen (see `parse_next`).
@@ -100,6 +129,8 @@ impl Conn {
         Conn {
             peer,
             state: State::Open,
+            waiting: None,
+            held_back: false,
             read_closed: false,
             inbuf: Vec::new(),
             scanned: 0,
@@ -116,9 +147,9 @@ impl Conn {
     /// Answers nothing more: `status` goes out after what is already owed, then the
     /// connection closes (lingering). For whoever refuses a connection as a whole, such as
     /// the admission policy's `503` at the cap, and for every framing error.
-    pub fn refuse<S: Service>(
+    pub fn refuse<R: Refuse>(
         &mut self,
-        svc: &mut S,
+        svc: &mut R,
         status: u16,
         extra: Option<(&'static str, &[u8])>,
         why: &dyn std::fmt::Display,
@@ -140,7 +171,7 @@ impl Conn {
     pub fn wants_read(&self) -> bool {
         !self.read_closed
             && match self.state {
-                State::Open => self.pending() < OUTPUT_HIGH_WATER,
+                State::Open => self.waiting.is_none() && self.pending() < OUTPUT_HIGH_WATER,
                 State::Lingering { .. } => true,
                 State::Closing | State::Done => false,
             }
@@ -225,11 +256,8 @@ impl Conn {
         }
     }
 
-    /// `n` bytes of [`Conn::output`] reached the socket. Once the output is below the
-    /// high-water mark again, requests held back by backpressure are answered, before
-    /// [`Conn::wants_read`] lets more input in: otherwise every small read by the client
-    /// would let another full read of requests pile up behind them.
-    pub fn written<S: Service>(&mut self, n: usize, svc: &mut S, limits: &Limits, now: Instant) {
+    /// `n` bytes of [`Conn::output`] reached the socket.
+    pub fn written(&mut self, n: usize, now: Instant) {
         self.sent += n.min(self.pending());
         if self.sent == self.out.len() {
             self.out.clear();
@@ -240,17 +268,48 @@ impl Conn {
             self.sent = 0;
         }
         self.last_progress = now;
-        if self.pending() < OUTPUT_HIGH_WATER && !self.inbuf.is_empty() && self.state == State::Open
-        {
+    }
+
+    /// Requests held back (by backpressure, or behind a request in work) that can be
+    /// answered now: the reactor calls [`Conn::resume`] before it reads more, so that
+    /// every small read by the client does not let another full read pile up behind them.
+    pub fn can_resume(&self) -> bool {
+        self.held_back
+            && self.state == State::Open
+            && self.waiting.is_none()
+            && self.pending() < OUTPUT_HIGH_WATER
+    }
+
+    /// Answers what [`Conn::can_resume`] says can be answered.
+    pub fn resume<S: Service>(&mut self, svc: &mut S, limits: &Limits, now: Instant) {
+        if self.can_resume() {
+            if self.read_closed {
+                self.parsed = 0; // no more bytes will come: the held head gets its verdict
+            }
             self.process_held(svc, limits, now);
             self.update_request_clock(now);
         }
     }
 
+    /// Whether a request is in work, its answer still to come.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// The answer to the request in work: `write` appends it to the output. The requests
+    /// that arrived behind it wait for [`Conn::resume`].
+    pub fn answer_later(&mut self, now: Instant, write: impl FnOnce(&mut Vec<u8>)) {
+        let Some(keep_alive) = self.waiting.take() else {
+            return; // nothing is owed (cannot happen: one request in work at a time)
+        };
+        write(&mut self.out);
+        self.answered(keep_alive, now);
+    }
+
     pub fn next(&self) -> Next {
         match self.state {
             State::Done => Next::Close,
-            _ if self.pending() > 0 => Next::Continue,
+            _ if self.pending() > 0 || self.waiting.is_some() => Next::Continue,
             // With nothing left to send, what is buffered is an incomplete request.
             State::Open if self.read_closed => Next::Close,
             State::Open => Next::Continue,
@@ -272,11 +331,17 @@ impl Conn {
     /// already sent but not yet answered are dropped, so the close lingers: closing on
     /// unread input would reset the connection and cut the last answers short.
     pub fn stop(&mut self) {
+        // Input not yet answered means the client may still be sending: linger, not close.
+        let unanswered = !self.inbuf.is_empty() || self.body.is_some();
         self.inbuf = Vec::new();
         self.held_head = Vec::new();
         self.body = None;
+        if let Some(keep_alive) = &mut self.waiting {
+            *keep_alive = false; // the request in work is answered, then the connection closes
+            return;
+        }
         self.state = match self.state {
-            State::Open | State::Closing if self.pending() > 0 => State::Closing,
+            State::Open | State::Closing if self.pending() > 0 || unanswered => State::Closing,
             _ => State::Done,
         };
     }
@@ -285,6 +350,10 @@ impl Conn {
     pub fn deadline(&self, limits: &Limits) -> Instant {
         if let State::Lingering { until } = self.state {
             return until;
+        }
+        if self.waiting.is_some() && self.pending() == 0 {
+            // No idle timeout while a request is in work: the wait is the server's.
+            return later(self.last_progress, Duration::MAX);
         }
         let idle = later(self.last_progress, limits.idle_timeout);
         match self.header_clock() {
@@ -296,9 +365,9 @@ impl Conn {
     /// The deadline may have passed: answer `408` to a request that is too slow, or give up
     /// on a client that is idle or does not read. Returns the timeout that fired, if any (a
     /// linger running out is no timeout: it is how closing ends).
-    pub fn on_timeout<S: Service>(
+    pub fn on_timeout<R: Refuse>(
         &mut self,
-        svc: &mut S,
+        svc: &mut R,
         limits: &Limits,
         now: Instant,
     ) -> Option<Timeout> {
@@ -330,7 +399,9 @@ impl Conn {
     }
 
     fn update_request_clock(&mut self, now: Instant) {
-        let arriving = self.state == State::Open && (self.body.is_some() || !self.inbuf.is_empty());
+        let arriving = self.state == State::Open
+            && self.waiting.is_none()
+            && (self.body.is_some() || !self.inbuf.is_empty());
         if !arriving {
             self.request_started = None;
         } else if self.request_started.is_none() {
@@ -340,6 +411,7 @@ impl Conn {
 
     /// Processes `inbuf` in place (taken out so that requests can borrow from it).
     fn process_held<S: Service>(&mut self, svc: &mut S, limits: &Limits, now: Instant) {
+        self.held_back = false;
         let mut buf = mem::take(&mut self.inbuf);
         let used = self.process(&buf, svc, limits, now);
         if self.state == State::Open && used < buf.len() {
@@ -357,7 +429,7 @@ impl Conn {
         now: Instant,
     ) -> usize {
         let mut pos = 0;
-        while self.state == State::Open {
+        while self.state == State::Open && self.waiting.is_none() {
             if let Some(skip) = &mut self.body {
                 let skipped = skip.skip(&buf[pos..]).map(|n| (n, skip.is_done()));
                 match skipped {
@@ -378,6 +450,7 @@ impl Conn {
                 continue;
             }
             if self.pending() >= OUTPUT_HIGH_WATER {
+                self.held_back = true;
                 break; // backpressure: the rest waits in `inbuf`
             }
             if self.parsed == 0 {
@@ -451,10 +524,21 @@ impl Conn {
     }
 
     fn answer<S: Service>(&mut self, req: &Request<'_>, svc: &mut S, now: Instant) {
-        svc.answer(req, self.peer, now, &mut self.out);
+        match svc.answer(req, self.peer, now, &mut self.out) {
+            Answer::Now => self.answered(req.keep_alive, now),
+            Answer::Later => {
+                // What follows this request waits in `inbuf` until its answer is out.
+                self.waiting = Some(req.keep_alive);
+                self.held_back = true;
+                self.request_started = None;
+            }
+        }
+    }
+
+    fn answered(&mut self, keep_alive: bool, now: Instant) {
         self.last_progress = now;
         self.request_started = None;
-        if !req.keep_alive {
+        if !keep_alive {
             // Always linger: bytes the client sends after a "close" request, whether they
             // are here already or still on their way, would turn our close into a reset
             // that destroys the answer before the client has read it.
@@ -489,7 +573,7 @@ fn later(t: Instant, d: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Router;
+    use crate::router::App;
     use crate::testkit::{self, parse_responses};
     use std::net::Ipv4Addr;
 
@@ -498,7 +582,7 @@ mod tests {
     /// A connection plus its world, driven the way the reactor drives it.
     struct Harness {
         conn: Conn,
-        router: Router,
+        router: App,
         limits: Limits,
         now: Instant,
     }
@@ -530,13 +614,17 @@ mod tests {
         /// Takes everything the connection has to say, as the client would read it.
         fn drain(&mut self) -> Vec<u8> {
             let mut got = Vec::new();
-            while !self.conn.output().is_empty() {
-                let n = self.conn.output().len();
-                got.extend_from_slice(self.conn.output());
-                self.conn
-                    .written(n, &mut self.router, &self.limits, self.now);
+            loop {
+                while !self.conn.output().is_empty() {
+                    let n = self.conn.output().len();
+                    got.extend_from_slice(self.conn.output());
+                    self.conn.written(n, self.now);
+                }
+                if !self.conn.can_resume() {
+                    return got;
+                }
+                self.conn.resume(&mut self.router, &self.limits, self.now);
             }
-            got
         }
 
         fn responses(&mut self) -> Vec<testkit::Response> {
@@ -701,7 +789,7 @@ mod tests {
         let r = h.responses();
         assert_eq!(r.len(), 1);
         assert!(r[0].raw_head.contains("Connection: close"));
-        assert_eq!(h.router.store.get("i"), Some(1));
+        assert_eq!(h.router.state.store.get("i"), Some(1));
         // Bytes followed the close: linger so they do not turn into a reset.
         assert_eq!(h.conn.next(), Next::Shutdown);
         h.conn.linger(h.now);
@@ -740,7 +828,7 @@ mod tests {
         h.eof();
         assert_eq!(h.conn.next(), Next::Close);
         assert_eq!(
-            h.router.store.get("i"),
+            h.router.state.store.get("i"),
             Some(1),
             "only the close request ran"
         );
@@ -782,7 +870,8 @@ mod tests {
             let k = h.conn.output().len().min(7);
             got.extend_from_slice(&h.conn.output()[..k]);
             let before = (h.conn.sent, h.conn.pending());
-            h.conn.written(k, &mut h.router, &h.limits, h.now);
+            h.conn.written(k, h.now);
+            h.conn.resume(&mut h.router, &h.limits, h.now);
             if h.conn.sent == 0 && before.0 + k < before.0 + before.1 {
                 moved += before.1 - k;
             }
@@ -835,7 +924,7 @@ mod tests {
         h.eof();
         assert!(h.drain().is_empty());
         assert_eq!(h.conn.next(), Next::Close);
-        assert_eq!(h.router.store.get("i"), Some(0));
+        assert_eq!(h.router.state.store.get("i"), Some(0));
     }
 
     #[test]
@@ -874,7 +963,7 @@ mod tests {
         let mut h = Harness::new();
         h.feed(b"GET /inc?name=i HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
         assert!(h.drain().is_empty(), "no answer before the body is in");
-        assert_eq!(h.router.store.get("i"), Some(0));
+        assert_eq!(h.router.state.store.get("i"), Some(0));
         h.feed(format!("56789{}", get("/get?name=i")).as_bytes());
         let r = h.responses();
         assert_eq!(r.len(), 2);
@@ -918,7 +1007,11 @@ mod tests {
             assert_eq!(r.len(), 1);
             assert_eq!(r[0].status, 400);
             assert!(r[0].closes());
-            assert_eq!(h.router.store.get("i"), Some(0), "the smuggled /inc ran");
+            assert_eq!(
+                h.router.state.store.get("i"),
+                Some(0),
+                "the smuggled /inc ran"
+            );
         }
     }
 
@@ -966,7 +1059,7 @@ mod tests {
         assert_eq!(r[0].status, status, "{:?}", String::from_utf8_lossy(input));
         assert!(r[0].raw_head.contains("\r\nConnection: close\r\n"));
         assert_eq!(h.conn.next(), Next::Shutdown);
-        assert_eq!(h.router.store.get("i"), Some(0));
+        assert_eq!(h.router.state.store.get("i"), Some(0));
     }
 
     #[test]
@@ -1100,7 +1193,8 @@ mod tests {
             } else {
                 let k = h.conn.output().len().min(100);
                 got.extend_from_slice(&h.conn.output()[..k]);
-                h.conn.written(k, &mut h.router, &h.limits, h.now);
+                h.conn.written(k, h.now);
+                h.conn.resume(&mut h.router, &h.limits, h.now);
             }
             assert!(h.conn.pending() < OUTPUT_HIGH_WATER + 1024);
             let held = h.conn.buffered_input();
@@ -1137,8 +1231,8 @@ mod tests {
         assert_eq!(r[0].status, 408);
         assert!(r[0].raw_head.contains("Connection: close"));
         assert_eq!(h.conn.next(), Next::Shutdown);
-        assert_eq!(h.router.store.get("i"), Some(0));
-        assert_eq!(h.router.metrics.responses_with(408), 1);
+        assert_eq!(h.router.state.store.get("i"), Some(0));
+        assert_eq!(h.router.state.metrics.responses_with(408), 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::{Config, Limits};
 use crate::conn::{Conn, Next, OUTPUT_HIGH_WATER};
 use crate::http::{self, Body, BodySkip, MAX_BODY, Method};
 use crate::query::{self, QueryError};
-use crate::router::Router;
+use crate::router::App;
 use crate::store::Store;
 use crate::testkit;
 
@@ -369,7 +369,7 @@ pub fn connection(data: &[u8]) {
     }
 }
 
-fn new_router() -> Router {
+fn new_router() -> App {
     let mut store = Store::new(16);
     store.set("i", 0).unwrap();
     store.set("j", 0).unwrap();
@@ -420,7 +420,8 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
                 _ => writes.next().copied().unwrap_or(pending).min(pending),
             };
             got.extend_from_slice(&conn.output()[..n]);
-            conn.written(n, &mut router, &limits, now);
+            conn.written(n, now);
+            conn.resume(&mut router, &limits, now);
             check_bounds(&conn, read_cap, limits);
             progressed = true;
         }
@@ -451,7 +452,7 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     }
     Run {
         out: got,
-        metrics: router.metrics.render(router.store.len(), None),
+        metrics: router.state.metrics.render(router.state.store.len(), None),
         pending: conn.buffered_input() > 0,
         closed: lingering || conn.next() == Next::Close,
     }

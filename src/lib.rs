@@ -3,14 +3,14 @@
 //!
 //! A sans-I/O core takes bytes and time in and gives bytes and decisions out:
 //! [`config`] (what the command line says, via [`cli`]), [`store`], [`query`], [`http`],
-//! [`router`], [`conn`], [`admission`], [`ratelimit`], [`timers`], [`journal`],
+//! [`router`], [`conn`], [`work`], [`admission`], [`ratelimit`], [`timers`], [`journal`],
 //! [`metrics`]. One I/O driver does the rest: [`reactor`] (the loop), with [`pump`] (one
-//! socket's reads and writes), [`journal_file`] and [`os`] (setup and `/proc`). Start
-//! reading at `reactor.rs`.
+//! socket's reads and writes), [`pool`] (worker threads for `--work pool`),
+//! [`journal_file`] and [`os`] (setup and `/proc`). Start reading at `reactor.rs`.
 //!
 //! Dependencies point one way, from the driver down to the core:
-//! `reactor → pump → conn → http`, `reactor → router → store`, and `conn` knows the
-//! router only as a [`conn::Service`].
+//! `reactor → pump → conn → http`, `reactor → router → store`, `reactor → pool`, and
+//! `conn` knows the router only as a [`conn::Service`].
 
 pub mod admission;
 pub mod cli;
@@ -24,6 +24,7 @@ pub mod journal;
 pub mod journal_file;
 pub mod metrics;
 pub mod os;
+pub mod pool;
 pub mod pump;
 pub mod query;
 pub mod ratelimit;
@@ -33,3 +34,4 @@ pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 pub mod timers;
+pub mod work;

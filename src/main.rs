@@ -15,7 +15,7 @@ use counterd::http::HttpDate;
 use counterd::journal_file::{JournalFile, OpenError};
 use counterd::os;
 use counterd::reactor::Reactor;
-use counterd::router::Router;
+use counterd::router::{Router, State};
 use counterd::store::Store;
 
 fn main() -> ExitCode {
@@ -112,13 +112,21 @@ fn serve(config: &Config) -> Result<(), Stop> {
             Err(OpenError::Io(e)) => return Err(Stop::Io(e)),
         },
     };
-    let mut router = Router::new(store, config, HttpDate::new(SystemTime::now()));
-    router.process = os::sample;
+    let mut state = State::new(store, config, HttpDate::new(SystemTime::now()));
+    state.process = os::sample;
+    let router = Router::new(config.work);
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = os::listen(addr, config.backlog)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    let mut reactor = Reactor::new(listener, router, config.limits, admission)?;
+    let mut reactor = Reactor::new(
+        listener,
+        state,
+        router,
+        config.limits,
+        admission,
+        config.pool_threads,
+    )?;
     if let Some(j) = journal {
         reactor = reactor.with_journal(j);
     }

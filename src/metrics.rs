@@ -211,6 +211,10 @@ pub struct Metrics {
     pub events: u64,
     pub looping: LoopStats,
     pub journal: JournalStats,
+    /// Requests parked on a timer or out at the pool (`--work timer|pool`).
+    pub work_in_flight: u64,
+    /// Pool workers in a blocking call.
+    pub pool_busy_threads: u64,
     requests: [u64; Route::ALL.len()],
     responses: [u64; CODES.len() + 1],
     timeouts: [u64; 2],
@@ -371,6 +375,20 @@ impl Metrics {
             "counter",
             "Readiness events handled.",
             self.events,
+        );
+        single(
+            o,
+            "work_in_flight",
+            "gauge",
+            "Requests waiting for their work: parked on a timer or out at the pool.",
+            self.work_in_flight,
+        );
+        single(
+            o,
+            "pool_busy_threads",
+            "gauge",
+            "Pool worker threads in a blocking call (--work pool).",
+            self.pool_busy_threads,
         );
         let l = &self.looping;
         float(

@@ -1,6 +1,7 @@
-//! Moving bytes between one socket and its [`Conn`]: the reads and writes one readiness
-//! event calls for, and no more. Generic over `Read + Write`, so that the exact calls made
-//! are unit-tested on a scripted socket; the reactor passes a `mio::net::TcpStream`.
+//! Moving bytes between one socket and its [`Conn`]: [`read`] when an event says there is
+//! input, [`flush`] once at the end of the turn, and no more calls than those need. Generic
+//! over `Read` and `Write`, so that the exact calls made are unit-tested on a scripted
+//! socket; the reactor passes a `mio::net::TcpStream`.
 //!
 //! The rule that keeps a keep-alive request at one `read` and one `write`: a read that
 //! returns less than the buffer offered means the socket's input is exhausted (epoll(7);
@@ -24,32 +25,22 @@ use crate::conn::{Conn, Service};
 /// the loopback allows cannot keep the thread from everyone else.
 pub const READ_BUDGET: usize = 16;
 
-/// What one [`pump`] left behind.
+/// What a [`read`] or a [`flush`] left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pumped {
-    /// The input is exhausted or the socket is full: readiness says when to come back.
+    /// The input is exhausted, the socket is full, or the connection waits for an answer:
+    /// readiness (or the answer) says when to come back.
     Blocked,
-    /// Out of read budget with input perhaps still waiting: come back next turn.
+    /// Input may still be waiting with no edge to announce it (the read budget ran out, or
+    /// reading stopped for output that has drained since): come back next turn.
     Yielded,
-}
-
-/// How much of its work [`pump`] may do now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Read, answer, write.
-    Serve,
-    /// Read and answer, but write nothing: with `--journal`, this turn's answers wait until
-    /// its records are written (and synced).
-    Hold,
-    /// Only write what is held; reading resumes next turn if it had not reached the end.
-    Flush,
 }
 
 /// One connection's reading state, kept by the reactor between events.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadState {
-    /// The last reading ended because the input was exhausted (not for the budget or
-    /// backpressure): nothing more to read until the next edge.
+    /// The last reading ended because the input was exhausted (not for the budget,
+    /// backpressure or a request in work): nothing more to read until the next edge.
     pub exhausted: bool,
     /// An event has reported the peer's close (`EPOLLRDHUP`): read until `0`, since no
     /// further edge will come.
@@ -58,23 +49,53 @@ pub struct ReadState {
     pub reads_left: usize,
 }
 
-/// What the reactor lends to the connection it is serving: one read buffer for all, and the
-/// output buffer that goes to whichever connection needs one (see [`Conn::lend_buffer`]).
+/// What the reactor lends to connections: one read buffer for all, and output buffers for
+/// the connections that have something to send this turn, given back once it is flushed
+/// (see [`Conn::lend_buffer`]), so that an idle connection holds none and a steady load
+/// allocates none.
 pub struct Buffers {
     pub read: Box<[u8]>,
-    pub spare: Vec<u8>,
+    spares: Vec<Vec<u8>>,
 }
+
+/// Output buffers kept for reuse: about one per connection answered in one turn (a wakeup
+/// brings at most 1024 events), each at most [`SPARE_KEPT`] bytes, so at most 16 MiB.
+const MAX_SPARES: usize = 1024;
+const SPARE_KEPT: usize = 16 * 1024;
+/// A new output buffer: room for a dozen pipelined answers.
+const SPARE_NEW: usize = 2 * 1024;
 
 impl Buffers {
     pub fn new(read_size: usize) -> Buffers {
         Buffers {
             read: vec![0; read_size].into_boxed_slice(),
-            spare: Vec::with_capacity(read_size),
+            spares: Vec::new(),
+        }
+    }
+
+    /// Gives `conn` an output buffer if it has none.
+    pub fn lend(&mut self, conn: &mut Conn) {
+        let mut buf = self
+            .spares
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SPARE_NEW));
+        conn.lend_buffer(&mut buf);
+        if buf.capacity() > 0 {
+            self.spares.push(buf); // it had one already
+        }
+    }
+
+    /// Takes back `conn`'s output buffer once everything in it is sent.
+    pub fn take_back(&mut self, conn: &mut Conn) {
+        let mut buf = Vec::new();
+        conn.return_buffer(&mut buf);
+        if buf.capacity() > 0 && buf.capacity() <= SPARE_KEPT && self.spares.len() < MAX_SPARES {
+            self.spares.push(buf);
         }
     }
 }
 
-/// What the reactor lends to one pump: the shared buffers, the service that answers, the
+/// What the reactor lends to one read: the shared buffers, the service that answers, the
 /// limits and the time of this turn.
 pub struct Env<'a, S> {
     pub bufs: &'a mut Buffers,
@@ -83,102 +104,89 @@ pub struct Env<'a, S> {
     pub now: Instant,
 }
 
-/// Reads what the socket has (up to backpressure or the read budget), feeding the
-/// connection, and writes its answers until they are out or the socket is full.
-pub fn pump<T: Read + Write, S: Service>(
+/// Answers the requests held back for this connection, then reads what the socket has (up
+/// to backpressure, a request in work, or the read budget), handing it to the connection.
+/// Writes nothing: the turn's answers go out together in [`flush`].
+pub fn read<T: Read, S: Service>(
     key: usize,
     socket: &mut T,
     conn: &mut Conn,
     rs: &mut ReadState,
     env: &mut Env<'_, S>,
-    mode: Mode,
 ) -> io::Result<Pumped> {
-    if mode == Mode::Flush {
-        let out = flush(key, socket, conn, env)?;
-        return Ok(if out && conn.wants_read() && !rs.exhausted {
-            Pumped::Yielded
-        } else {
-            Pumped::Blocked
-        });
-    }
-    loop {
-        let mut exhausted = false;
-        rs.exhausted = false;
-        while conn.wants_read() {
-            if rs.reads_left == 0 {
-                if mode == Mode::Serve {
-                    flush(key, socket, conn, env)?;
-                }
-                return Ok(Pumped::Yielded);
+    env.bufs.lend(conn);
+    conn.resume(env.svc, env.limits, env.now);
+    rs.exhausted = false;
+    while conn.wants_read() {
+        if rs.reads_left == 0 {
+            return Ok(Pumped::Yielded);
+        }
+        rs.reads_left -= 1;
+        match socket.read(&mut env.bufs.read) {
+            Ok(0) => {
+                trace!("{key}: read eof");
+                conn.eof(env.svc, env.limits, env.now);
             }
-            rs.reads_left -= 1;
-            match socket.read(&mut env.bufs.read) {
-                Ok(0) => {
-                    trace!("{key}: read eof");
-                    conn.eof(env.svc, env.limits, env.now);
-                }
-                Ok(n) => {
-                    trace!("{key}: read {n} bytes");
-                    conn.lend_buffer(&mut env.bufs.spare);
-                    conn.receive(&env.bufs.read[..n], env.svc, env.limits, env.now);
-                    if n < env.bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
-                        exhausted = true;
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    exhausted = true;
+            Ok(n) => {
+                trace!("{key}: read {n} bytes");
+                conn.receive(&env.bufs.read[..n], env.svc, env.limits, env.now);
+                if n < env.bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
+                    rs.exhausted = true;
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                rs.exhausted = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        rs.exhausted = exhausted;
-        if mode == Mode::Hold {
-            return Ok(Pumped::Blocked);
-        }
-        if !flush(key, socket, conn, env)? || exhausted || !conn.wants_read() {
-            return Ok(Pumped::Blocked);
-        }
-        // Reading stopped for backpressure and the output has drained: read on, since
-        // edge-triggered readiness will not be reported again for bytes already waiting.
     }
+    Ok(Pumped::Blocked)
 }
 
-/// Writes pending output. Returns false if the socket is full (a short write, or
-/// `WouldBlock`): `WRITABLE` will say when it has room again.
-fn flush<T: Write, S: Service>(
+/// Writes pending output until it is out or the socket is full (a short write, or
+/// `WouldBlock`: `WRITABLE` will say when it has room again). `Yielded` when the output has
+/// drained and the connection has input to come back for next turn: requests held back
+/// while the output was high, or bytes not read for it, which no new edge will announce.
+pub fn flush<T: Write>(
     key: usize,
     socket: &mut T,
     conn: &mut Conn,
-    env: &mut Env<'_, S>,
-) -> io::Result<bool> {
+    rs: &ReadState,
+    bufs: &mut Buffers,
+    now: Instant,
+) -> io::Result<Pumped> {
     while !conn.output().is_empty() {
         let len = conn.output().len();
         match socket.write(conn.output()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 trace!("{key}: wrote {n} bytes");
-                conn.written(n, env.svc, env.limits, env.now);
+                conn.written(n, now);
                 if n < len {
-                    return Ok(false);
+                    return Ok(Pumped::Blocked);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    conn.return_buffer(&mut env.bufs.spare);
-    Ok(true)
+    bufs.take_back(conn);
+    if conn.can_resume() || (conn.wants_read() && !rs.exhausted) {
+        Ok(Pumped::Yielded)
+    } else {
+        Ok(Pumped::Blocked)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conn::Next;
-    use crate::router::Router;
+    use crate::router::App;
     use crate::testkit;
     use std::collections::VecDeque;
     use std::net::{IpAddr, Ipv4Addr};
@@ -189,7 +197,6 @@ mod tests {
         /// A read returns these bytes (at most what the buffer offers; the rest stays).
         Data(Vec<u8>),
         Eof,
-        WouldBlock,
         /// A write accepts at most this many bytes.
         Accept(usize),
         Full,
@@ -217,7 +224,7 @@ mod tests {
                     Ok(n)
                 }
                 Some(Step::Eof) => Ok(0),
-                Some(Step::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
+                None => Err(io::ErrorKind::WouldBlock.into()),
                 Some(other) => panic!("{other:?} in the read script"),
             }
         }
@@ -251,7 +258,7 @@ mod tests {
         conn: Conn,
         rs: ReadState,
         bufs: Buffers,
-        router: Router,
+        router: App,
         limits: Limits,
         now: Instant,
     }
@@ -280,26 +287,37 @@ mod tests {
             self
         }
 
-        fn pump(&mut self) -> Pumped {
-            self.pump_as(Mode::Serve)
-        }
-
-        fn pump_as(&mut self, mode: Mode) -> Pumped {
+        /// An event's read, as the reactor does it.
+        fn read(&mut self) -> Pumped {
             let mut env = Env {
                 bufs: &mut self.bufs,
                 svc: &mut self.router,
                 limits: &self.limits,
                 now: self.now,
             };
-            pump(
+            read(0, &mut self.socket, &mut self.conn, &mut self.rs, &mut env).unwrap()
+        }
+
+        /// The end of the turn's flush.
+        fn flush(&mut self) -> Pumped {
+            flush(
                 0,
                 &mut self.socket,
                 &mut self.conn,
-                &mut self.rs,
-                &mut env,
-                mode,
+                &self.rs,
+                &mut self.bufs,
+                self.now,
             )
             .unwrap()
+        }
+
+        /// A readable event and the end of its turn: `Yielded` if either asks for another.
+        fn turn(&mut self) -> Pumped {
+            let read = self.read();
+            match self.flush() {
+                Pumped::Blocked => read,
+                yielded => yielded,
+            }
         }
 
         fn calls(&mut self) -> Vec<&'static str> {
@@ -315,13 +333,13 @@ mod tests {
     fn a_short_read_is_the_last_read() {
         let mut w = World::new();
         w.reads([Step::Data(get("i"))]);
-        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.turn(), Pumped::Blocked);
         assert_eq!(
             w.calls(),
             ["read", "write"],
             "no read just to hear WouldBlock"
         );
-        assert_eq!(w.router.store.get("i"), Some(1));
+        assert_eq!(w.router.state.store.get("i"), Some(1));
     }
 
     #[test]
@@ -329,11 +347,11 @@ mod tests {
         let mut w = World::new();
         let stream = get("i").repeat(READ_SIZE / get("i").len() + 1);
         w.reads([Step::Data(stream.clone())]);
-        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.turn(), Pumped::Blocked);
         // The first read filled the buffer; the second got the rest, short: done.
         assert_eq!(w.calls(), ["read", "read", "write"]);
         let n = stream.len() / get("i").len();
-        assert_eq!(w.router.store.get("i"), Some(n as i64));
+        assert_eq!(w.router.state.store.get("i"), Some(n as i64));
     }
 
     #[test]
@@ -341,7 +359,7 @@ mod tests {
         let mut w = World::new();
         w.rs.peer_closed = true;
         w.reads([Step::Data(get("i")), Step::Eof]);
-        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.turn(), Pumped::Blocked);
         assert_eq!(w.calls(), ["read", "read", "write"]);
         assert_eq!(
             w.conn.next(),
@@ -351,21 +369,38 @@ mod tests {
     }
 
     #[test]
+    fn reading_writes_nothing_and_the_flush_writes_everything() {
+        let mut w = World::new();
+        w.reads([Step::Data(get("i").repeat(3))]);
+        assert_eq!(w.read(), Pumped::Blocked);
+        assert_eq!(w.calls(), ["read"], "answered, not yet written");
+        assert!(!w.conn.output().is_empty());
+        assert_eq!(w.flush(), Pumped::Blocked);
+        assert_eq!(w.calls(), ["write"], "three answers, one write");
+        assert_eq!(
+            String::from_utf8_lossy(&w.socket.written)
+                .matches("HTTP/1.1 200 OK")
+                .count(),
+            3
+        );
+    }
+
+    #[test]
     fn a_short_write_waits_for_writable() {
         let mut w = World::new();
         w.reads([Step::Data(get("i"))]);
         w.socket.writes.push_back(Step::Accept(10));
-        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.turn(), Pumped::Blocked);
         assert_eq!(
             w.calls(),
             ["read", "write"],
             "no second write after a short one"
         );
         assert!(!w.conn.output().is_empty());
-        // WRITABLE: the rest goes out; there is nothing new to read.
-        w.reads([Step::WouldBlock]);
-        assert_eq!(w.pump(), Pumped::Blocked);
-        assert_eq!(w.calls(), ["read", "write"]);
+        // WRITABLE: the rest goes out; the input was exhausted, so nothing is read.
+        assert!(w.rs.exhausted);
+        assert_eq!(w.flush(), Pumped::Blocked);
+        assert_eq!(w.calls(), ["write"]);
         assert!(w.conn.output().is_empty());
         assert!(w.socket.written.starts_with(b"HTTP/1.1 200 OK\r\n"));
     }
@@ -379,15 +414,21 @@ mod tests {
         w.reads([Step::Data(stream.clone())]);
         // The socket takes nothing at first: reading stops at the mark.
         w.socket.writes.push_back(Step::Full);
-        assert_eq!(w.pump(), Pumped::Blocked);
+        assert_eq!(w.turn(), Pumped::Blocked);
         assert!(!w.conn.wants_read(), "held back by its own output");
         let first = w.calls();
         assert_eq!(first.last(), Some(&"write"));
-        // WRITABLE: everything drains, and reading goes on where it stopped although no
-        // read was short (the edge for those bytes is spent).
-        w.rs.reads_left = READ_BUDGET;
-        while w.pump() == Pumped::Yielded {
+        // WRITABLE: everything drains, and the connection asks to be read again next turn
+        // although no read was short (the edge for those bytes is spent).
+        assert_eq!(w.flush(), Pumped::Yielded);
+        let mut turns = 0;
+        loop {
             w.rs.reads_left = READ_BUDGET;
+            turns += 1;
+            assert!(turns < 100);
+            if w.turn() == Pumped::Blocked {
+                break;
+            }
         }
         let text = String::from_utf8_lossy(&w.socket.written).into_owned();
         assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 400);
@@ -395,30 +436,16 @@ mod tests {
     }
 
     #[test]
-    fn hold_answers_without_writing_and_flush_writes_without_reading() {
-        let mut w = World::new();
-        w.reads([Step::Data(get("i"))]);
-        assert_eq!(w.pump_as(Mode::Hold), Pumped::Blocked);
-        assert_eq!(w.calls(), ["read"], "answered, held");
-        assert!(!w.conn.output().is_empty());
-        assert_eq!(w.pump_as(Mode::Flush), Pumped::Blocked);
-        assert_eq!(w.calls(), ["write"], "released; the input was exhausted");
-        // Held at the read budget: once flushed, it asks to read on next turn.
-        w.reads((0..READ_BUDGET + 1).map(|_| Step::Data(get("i").repeat(200))));
-        w.rs.reads_left = 1;
-        assert_eq!(w.pump_as(Mode::Hold), Pumped::Yielded);
-        assert_eq!(w.pump_as(Mode::Flush), Pumped::Yielded);
-    }
-
-    #[test]
     fn the_read_budget_yields_and_is_not_refilled_by_the_pump() {
         let mut w = World::new();
         w.reads((0..READ_BUDGET + 4).map(|_| Step::Data(vec![b'\n'; READ_SIZE])));
-        assert_eq!(w.pump(), Pumped::Yielded);
+        assert_eq!(w.read(), Pumped::Yielded);
         assert_eq!(w.calls().len(), READ_BUDGET);
         assert_eq!(w.rs.reads_left, 0);
-        // Driven again in the same turn (another event): not one more read.
-        assert_eq!(w.pump(), Pumped::Yielded);
+        // Read again in the same turn (another event): not one more read.
+        assert_eq!(w.read(), Pumped::Yielded);
         assert!(w.calls().is_empty());
+        // The flush asks for the next turn too: input is still waiting.
+        assert_eq!(w.flush(), Pumped::Yielded);
     }
 }

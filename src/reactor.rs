@@ -1,48 +1,59 @@
 //! The I/O driver: one `mio::Poll`, the listener, the signal pipe and a slab of
-//! connections, all edge-triggered. Together with `pump.rs` (the bytes of one socket) and
-//! `journal_file.rs` (the journal's writes) this is the only part of counterd that does
-//! I/O while serving; every decision is made by the sans-I/O parts it calls.
+//! connections, all edge-triggered. Together with `pump.rs` (the bytes of one socket),
+//! `journal_file.rs` (the journal's writes) and `pool.rs` (worker threads) this is the only
+//! part of counterd that does I/O while serving; every decision is made by the sans-I/O
+//! parts it calls.
 //!
-//! One turn of the loop ([`Reactor::run`]), as in Redis's `ae.c`:
+//! One turn of the loop ([`Reactor::run`]), shaped like Redis's `ae.c` and `beforeSleep`:
 //! 1. sleep in `epoll_wait` until readiness or the nearest deadline (the poll timeout);
-//! 2. for each event: [`Reactor::accept`] what [`Admission`] lets in, or
-//!    [`Reactor::drive`] one connection — `pump` reads what the socket has, hands the
-//!    bytes to its [`Conn`] (which asks the [`Router`] for answers), writes the answers;
-//! 3. drive the connections that used up their read budget last turn, fire due deadlines,
-//!    retry accepting if it stalled at the cap;
-//! 4. with `--journal`, [`Reactor::commit`]: write (and sync) the turn's records, then
-//!    release the turn's answers.
+//! 2. handle each event: [`Reactor::accept`] what [`Admission`] lets in, or
+//!    [`Reactor::ready`]: `pump::read` what the socket has into its [`Conn`], which hands
+//!    each request to the [`Router`] — answered now, or later when its work is done;
+//! 3. [`Reactor::before_sleep`], in a fixed order: the connections that yielded last turn,
+//!    due deadlines (idle, header, parked work), completions from the pool, the journal's
+//!    write (and sync), one flush of every connection with something to send, and, if
+//!    accepting stopped at the cap and a connection has closed since, accepting again.
 //!
-//! Nothing here blocks and nothing is shared: one event is handled at a time, which is why
-//! the counter store needs no lock.
+//! Every answer leaves in step 3, after the turn's journal records are written: an answer
+//! that comes later — after a timer, from the pool, after the journal — is not a special
+//! case. Nothing here blocks (but `--work sleep`, on purpose) and nothing is shared: one
+//! event is handled at a time, which is why the counter store needs no lock.
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, trace, warn};
+use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::admission::{Admission, Admit};
 use crate::config::Limits;
-use crate::conn::{Conn, Next};
+use crate::conn::{Answer, Conn, Next, Refuse, Service};
 use crate::episode::Episode;
+use crate::http::Request;
 use crate::journal;
 use crate::journal_file::JournalFile;
 use crate::metrics::Timeout;
-use crate::pump::{Buffers, Env, Mode, Pumped, READ_BUDGET, ReadState, pump};
-use crate::router::Router;
+use crate::pool::Pool;
+use crate::pump::{self, Buffers, Env, Pumped, READ_BUDGET, ReadState};
+use crate::router::{Handled, Router, State};
 use crate::timers::{Slot, Timers};
+use crate::work::{InWork, Job, Owner, WorkMode};
 
 // Small numbers, as in mio's own examples: mio's trace lines print them as they are.
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// The pool's workers wake the loop through this (`--work pool` only).
+const WAKER: Token = Token(2);
 /// A connection's token is its slab key plus this, above the special tokens.
-const FIRST_CLIENT: usize = 2;
+const FIRST_CLIENT: usize = 3;
 
 fn client_token(key: usize) -> Token {
     Token(key + FIRST_CLIENT)
@@ -56,19 +67,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 struct Client {
     socket: TcpStream,
     conn: Conn,
+    /// Its deadline in [`Timers`]; the slot's id is also the connection's serial number.
     timer: Slot,
     /// WRITABLE interest is registered (only while output is pending).
     writable: bool,
     /// Served, or being refused with `503` (which does not count against the cap).
     admitted: Admit,
     /// The turn `read.reads_left` belongs to: the read budget is per connection per turn,
-    /// however often the connection is driven in it (an event, then its place in `yielded`).
+    /// however often the connection is read in it (an event, then its place in `yielded`).
     turn: u64,
     read: ReadState,
     /// In `yielded` already: a connection waits there at most once.
-    queued: bool,
-    /// In `held`: answers formed this turn wait for the journal.
-    held: bool,
+    yielded: bool,
+    /// In `dirty` already: flushed once at the end of this turn.
+    dirty: bool,
 }
 
 impl AsMut<Slot> for Client {
@@ -83,15 +95,23 @@ pub struct Reactor {
     signals: Signals,
     clients: Slab<Client>,
     timers: Timers,
+    state: State,
     router: Router,
     limits: Limits,
     admission: Admission,
     bufs: Buffers,
-    /// Connections that used up their read budget, to be driven again next turn.
+    /// The reactor's own count of turns.
+    turn: u64,
+    /// Connections to read again next turn: out of read budget, or with input that no
+    /// new edge will announce.
     yielded: VecDeque<usize>,
-    /// With `--journal`: the file, and the connections whose answers wait for it.
+    /// Connections to flush at the end of this turn.
+    dirty: Vec<usize>,
+    /// Requests in work (`--work timer|pool`), and the pool's workers.
+    in_work: InWork,
+    pool: Option<Pool>,
+    /// With `--journal`: this turn's records go here before any answer leaves.
     journal: Option<JournalFile>,
-    held: Vec<usize>,
     /// One warning per episode of clients too slow to send a request.
     slow_clients: Episode,
     stopping: Option<Instant>,
@@ -101,9 +121,11 @@ pub struct Reactor {
 impl Reactor {
     pub fn new(
         listener: TcpListener,
+        state: State,
         router: Router,
         limits: Limits,
         admission: Admission,
+        pool_threads: usize,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut listener = listener;
@@ -112,19 +134,30 @@ impl Reactor {
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let pool = match router.work().mode {
+            WorkMode::Pool => {
+                let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+                Some(Pool::new(pool_threads, waker)?)
+            }
+            _ => None,
+        };
         Ok(Reactor {
             poll,
             listener: Some(listener),
             signals,
             clients: Slab::with_capacity(1024),
             timers: Timers::new(),
+            state,
             router,
             limits,
             admission,
             bufs: Buffers::new(READ_BUF),
+            turn: 0,
             yielded: VecDeque::new(),
+            dirty: Vec::with_capacity(1024),
+            in_work: InWork::new(),
+            pool,
             journal: None,
-            held: Vec::new(),
             slow_clients: Episode::default(),
             stopping: None,
             started: Instant::now(),
@@ -133,9 +166,9 @@ impl Reactor {
 
     /// Keeps the counters in `journal` from now on (it has been replayed into the store).
     pub fn with_journal(mut self, journal: JournalFile) -> Reactor {
-        self.router.journal = Some(Vec::with_capacity(READ_BUF));
-        self.router.metrics.journal.on = true;
-        self.router.metrics.journal.compactions = 1; // the rewrite at start
+        self.state.keep_journal();
+        self.state.records.reserve(READ_BUF);
+        self.state.metrics.journal.compactions = 1; // the rewrite at start
         self.journal = Some(journal);
         self
     }
@@ -150,45 +183,31 @@ impl Reactor {
     /// Serves until SIGINT/SIGTERM and a graceful shutdown.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        // When the turn now ending began (`epoll_wait` returned), what it slept and saw.
-        let mut turn: Option<(Instant, Duration, usize)> = None;
         loop {
-            let now = Instant::now();
-            if let Some((began, slept, n)) = turn {
-                let busy = now - began;
-                self.router.metrics.looping.turned(busy);
-                trace!(
-                    "turn {}: slept {}us in epoll_wait, {n} {}, busy {}us",
-                    self.router.metrics.loop_iterations,
-                    slept.as_micros(),
-                    if n == 1 { "event" } else { "events" },
-                    busy.as_micros()
-                );
-            }
+            let slept_from = Instant::now();
             if let Some(deadline) = self.stopping {
-                if self.clients.is_empty() {
+                if self.clients.is_empty() && self.in_work.is_empty() {
                     break;
                 }
-                if now >= deadline {
+                if slept_from >= deadline {
                     warn!(
-                        "{} still writing after {SHUTDOWN_GRACE:?}; closing them",
+                        "{} still open after {SHUTDOWN_GRACE:?}; closing them",
                         plural(self.clients.len() as u64, "connection")
                     );
                     break;
                 }
             }
             self.wait(&mut events)?;
-            let woke = Instant::now();
+            let now = Instant::now();
             let n = events.iter().count();
-            self.router.metrics.looping.woke(woke - now, n);
-            turn = Some((woke, woke - now, n));
-            let now = woke;
-            self.router.date.update(SystemTime::now());
-            self.router.metrics.loop_iterations += 1;
-            // Connections that yielded last turn go after this turn's events.
+            self.state.metrics.looping.woke(now - slept_from, n);
+            self.turn += 1;
+            self.state.metrics.loop_iterations += 1;
+            self.state.date.update(SystemTime::now());
+            // Connections that yielded before this turn are read again at its end.
             let yielded = self.yielded.len();
             for event in events.iter() {
-                self.router.metrics.events += 1;
+                self.state.metrics.events += 1;
                 trace!(
                     "event {} readable={} writable={} read_closed={} write_closed={} error={}",
                     TokenName(event.token()),
@@ -205,28 +224,20 @@ impl Reactor {
                             return self.finish();
                         }
                     }
-                    Token(token) => {
-                        let key = token - FIRST_CLIENT;
-                        if let Some(client) = self.clients.get_mut(key) {
-                            client.read.peer_closed |= event.is_read_closed();
-                        }
-                        self.drive(key, now)
-                    }
+                    WAKER => {} // the pool's completions are taken in `before_sleep`
+                    token => self.ready(token, event, now),
                 }
             }
-            for _ in 0..yielded {
-                if let Some(key) = self.yielded.pop_front() {
-                    if let Some(client) = self.clients.get_mut(key) {
-                        client.queued = false;
-                    }
-                    self.drive(key, now);
-                }
-            }
-            self.expire(now);
-            if self.admission.stalled() {
-                self.accept(now);
-            }
-            self.commit(now)?;
+            self.before_sleep(yielded, now)?;
+            let busy = now.elapsed();
+            self.state.metrics.looping.turned(busy);
+            trace!(
+                "turn {}: slept {}us in epoll_wait, {n} {}, busy {}us",
+                self.turn,
+                (now - slept_from).as_micros(),
+                if n == 1 { "event" } else { "events" },
+                busy.as_micros()
+            );
         }
         self.finish()
     }
@@ -250,6 +261,7 @@ impl Reactor {
         let later = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now));
         [
             self.timers.timeout(now),
+            later(self.in_work.next_due()),
             later(self.admission.deadline()),
             later(self.stopping),
             later(self.journal.as_ref().and_then(JournalFile::sync_due)),
@@ -257,6 +269,48 @@ impl Reactor {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The end of every turn, as Redis's `beforeSleep`, always in this order: whatever
+    /// changes the counters comes before the journal's write, and every answer after it.
+    fn before_sleep(&mut self, yielded: usize, now: Instant) -> io::Result<()> {
+        // 1. Connections that yielded in an earlier turn: read on where they stopped.
+        for _ in 0..yielded {
+            if let Some(key) = self.yielded.pop_front() {
+                if let Some(client) = self.clients.get_mut(key) {
+                    client.yielded = false;
+                    self.read(key, now);
+                }
+            }
+        }
+        // 2. Due deadlines: idle and header timeouts, lingering closes, parked work.
+        self.expire(now);
+        while let Some((owner, job)) = self.in_work.pop_due(now) {
+            self.deliver(owner, &job, now);
+        }
+        // 3. Completions from the pool.
+        while let Some(done) = self.pool.as_mut().and_then(Pool::next_done) {
+            if let Some((owner, job)) = self.in_work.take(done.id) {
+                self.deliver(owner, &job, now);
+            }
+        }
+        // 4. The journal: this turn's records in one write (and, with `--fsync always`,
+        //    one sync) before any of this turn's answers goes out — group commit.
+        self.commit(now)?;
+        // 5. One flush of every connection with something to send, then its interest and
+        //    its deadline.
+        let mut dirty = mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.flush(key, now);
+        }
+        dirty.clear();
+        self.dirty = dirty; // keeps its capacity: no allocation per turn
+        // 6. Accepting resumes if it stopped at the cap and a connection has closed since
+        //    (edge-triggered: the listener will not report the clients already waiting).
+        if self.admission.stalled() {
+            self.accept(now);
+        }
+        Ok(())
     }
 
     /// Accepts until `WouldBlock` (edge-triggered: the listener will not report again for
@@ -309,12 +363,12 @@ impl Reactor {
         }
         let mut conn = Conn::new(peer, now);
         match how {
-            Admit::Serve => self.router.metrics.opened(),
+            Admit::Serve => self.state.metrics.opened(),
             Admit::Refuse => {
-                self.router.metrics.connections_rejected += 1;
+                self.state.metrics.connections_rejected += 1;
                 let retry = Some(("Retry-After", &b"1"[..]));
                 let why = "server at its connection limit, retry later";
-                conn.refuse(&mut self.router, 503, retry, &why);
+                conn.refuse(&mut self.state, 503, retry, &why);
             }
         }
         trace!("{key}: accepted {peer}");
@@ -327,60 +381,169 @@ impl Reactor {
             admitted: how,
             turn: 0,
             read: ReadState::default(),
-            queued: false,
-            held: false,
+            yielded: false,
+            dirty: false,
         });
-        match how {
-            Admit::Refuse => self.drive(key, now), // the 503 is ready to go
-            Admit::Serve => self.rearm(key),
-        }
+        self.mark(key); // the 503 goes out, or the first deadline is armed
     }
 
-    /// Does all the I/O one connection is ready for, then closes it or updates its interest
-    /// and deadline.
-    fn drive(&mut self, key: usize, now: Instant) {
-        // With a journal, answers wait for the end of the turn (see `commit`).
-        let mode = if self.journal.is_some() {
-            Mode::Hold
-        } else {
-            Mode::Serve
-        };
-        self.drive_as(key, now, mode);
-    }
-
-    fn drive_as(&mut self, key: usize, now: Instant, mode: Mode) {
+    /// Readiness for one connection: read what there is (not for a `WRITABLE` alone when
+    /// the input was exhausted), and flush it at the end of the turn.
+    fn ready(&mut self, token: Token, event: &Event, now: Instant) {
+        let key = token.0 - FIRST_CLIENT;
         let Some(client) = self.clients.get_mut(key) else {
             return; // closed earlier in this turn
         };
-        let turn = self.router.metrics.loop_iterations;
-        if client.turn != turn {
-            client.turn = turn;
+        client.read.peer_closed |= event.is_read_closed();
+        if event.is_readable()
+            || event.is_read_closed()
+            || event.is_error()
+            || !client.read.exhausted
+        {
+            self.read(key, now);
+        }
+        self.mark(key);
+    }
+
+    /// Reads one connection's input into its `Conn`, which answers what it can; a request
+    /// that needs work goes into work.
+    fn read(&mut self, key: usize, now: Instant) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        if client.turn != self.turn {
+            client.turn = self.turn;
             client.read.reads_left = READ_BUDGET;
         }
+        let owner = Owner {
+            key,
+            serial: client.timer.id(),
+        };
+        let mut later = None;
+        let mut svc = Serve {
+            router: &self.router,
+            state: &mut self.state,
+            later: &mut later,
+        };
         let mut env = Env {
             bufs: &mut self.bufs,
-            svc: &mut self.router,
+            svc: &mut svc,
             limits: &self.limits,
             now,
         };
+        let read = pump::read(
+            key,
+            &mut client.socket,
+            &mut client.conn,
+            &mut client.read,
+            &mut env,
+        );
+        match read {
+            Err(e) => {
+                debug!("{key}: {e}");
+                self.close(key);
+            }
+            Ok(Pumped::Yielded) => self.yield_turn(key),
+            Ok(Pumped::Blocked) => {}
+        }
+        if let Some(job) = later {
+            self.start_work(owner, job, now);
+        }
+        self.mark(key);
+    }
+
+    /// Puts `job` in work: on a worker thread if there is a pool, else parked on a
+    /// deadline in the loop's own timer heap.
+    fn start_work(&mut self, owner: Owner, job: Job, now: Instant) {
+        let time = self.router.work().time;
+        match &mut self.pool {
+            Some(pool) => {
+                let id = self.in_work.start(owner, job, None);
+                pool.submit(id, time);
+            }
+            None => {
+                // `--work-us` is bounded by the command line; the clock cannot overflow.
+                let due = now.checked_add(time).unwrap_or(now);
+                self.in_work.start(owner, job, Some(due));
+            }
+        }
+        self.count_work();
+    }
+
+    /// The answer to a request whose work is done. The counter operation runs even if its
+    /// connection has closed meanwhile (a request read is a request carried out); only then
+    /// is the answer dropped.
+    fn deliver(&mut self, owner: Owner, job: &Job, now: Instant) {
+        let client = self
+            .clients
+            .get_mut(owner.key)
+            .filter(|c| c.timer.id() == owner.serial);
+        match client {
+            Some(client) => {
+                self.bufs.lend(&mut client.conn);
+                let (router, state) = (&self.router, &mut self.state);
+                client.conn.answer_later(now, |out| {
+                    router.finish(state, job, out);
+                });
+                self.mark(owner.key);
+            }
+            None => {
+                let mut dropped = Vec::new();
+                self.router.finish(&mut self.state, job, &mut dropped);
+            }
+        }
+        self.count_work();
+    }
+
+    fn count_work(&mut self) {
+        let m = &mut self.state.metrics;
+        m.work_in_flight = self.in_work.len() as u64;
+        m.pool_busy_threads = self.pool.as_ref().map_or(0, Pool::busy) as u64;
+    }
+
+    /// Flushes `key` at the end of this turn (once, however often it is marked).
+    fn mark(&mut self, key: usize) {
+        if let Some(client) = self.clients.get_mut(key) {
+            if !client.dirty {
+                client.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Reads `key` again next turn (once, however often it is yielded).
+    fn yield_turn(&mut self, key: usize) {
+        if let Some(client) = self.clients.get_mut(key) {
+            if !client.yielded {
+                client.yielded = true;
+                self.yielded.push_back(key);
+            }
+        }
+    }
+
+    /// Writes what one connection has to send, then closes it or updates its interest and
+    /// deadline.
+    fn flush(&mut self, key: usize, now: Instant) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return; // closed earlier in this turn
+        };
+        client.dirty = false;
+        let mut again = false;
         let close = loop {
-            match pump(
+            match pump::flush(
                 key,
                 &mut client.socket,
                 &mut client.conn,
-                &mut client.read,
-                &mut env,
-                mode,
+                &client.read,
+                &mut self.bufs,
+                now,
             ) {
                 Err(e) => {
                     debug!("{key}: {e}");
                     break true;
                 }
-                Ok(Pumped::Yielded) if !client.queued => {
-                    client.queued = true;
-                    self.yielded.push_back(key);
-                }
-                Ok(Pumped::Yielded) | Ok(Pumped::Blocked) => {}
+                Ok(Pumped::Yielded) => again = true,
+                Ok(Pumped::Blocked) => {}
             }
             match client.conn.next() {
                 Next::Continue => break false,
@@ -395,10 +558,6 @@ impl Reactor {
                 }
             }
         };
-        if mode == Mode::Hold && !client.held && !client.conn.output().is_empty() {
-            client.held = true;
-            self.held.push(key);
-        }
         if close {
             self.close(key);
             return;
@@ -421,13 +580,10 @@ impl Reactor {
             }
             client.writable = want_write;
         }
-        self.rearm(key);
-    }
-
-    fn rearm(&mut self, key: usize) {
-        if let Some(client) = self.clients.get_mut(key) {
-            let at = client.conn.deadline(&self.limits);
-            self.timers.arm(key, &mut client.timer, at);
+        let at = client.conn.deadline(&self.limits);
+        self.timers.arm(key, &mut client.timer, at);
+        if again {
+            self.yield_turn(key);
         }
     }
 
@@ -436,17 +592,19 @@ impl Reactor {
         let client = self.clients.remove(key);
         self.admission.closed(client.admitted);
         if client.admitted == Admit::Serve {
-            self.router.metrics.closed();
+            self.state.metrics.closed();
         }
         trace!("{key}: closed");
     }
 
+    /// Asks each connection whose deadline is due what it means: a `408`, an idle close, the
+    /// end of a linger, or (most often) nothing yet, and a later deadline.
     fn expire(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now, &mut self.clients) {
             let client = &mut self.clients[key];
-            let fired = client.conn.on_timeout(&mut self.router, &self.limits, now);
+            let fired = client.conn.on_timeout(&mut self.state, &self.limits, now);
             if let Some(kind) = fired {
-                self.router.metrics.timeout(kind);
+                self.state.metrics.timeout(kind);
             }
             if fired == Some(Timeout::Header) && self.slow_clients.begins(now) {
                 warn!(
@@ -454,34 +612,27 @@ impl Reactor {
                     client.conn.peer()
                 );
             }
-            self.drive(key, now); // writes a 408, closes, or re-arms
+            self.mark(key); // writes a 408, closes, or re-arms
         }
         self.timers.purge(&mut self.clients);
     }
 
-    /// The end of a turn with `--journal`: this turn's records go out in one `write`
-    /// (then, with `--fsync always`, one `fdatasync`), and only then are this turn's
-    /// answers released — group commit, as Redis flushes its AOF before the loop sleeps.
-    /// An error stops the server before any unrecorded change is acknowledged.
+    /// Step 4 with `--journal`: this turn's records go out in one `write` (then, with
+    /// `--fsync always`, one `fdatasync`) before step 5 lets this turn's answers out —
+    /// group commit, as Redis flushes its AOF before the loop sleeps. An error stops the
+    /// server before any unrecorded change is acknowledged.
     fn commit(&mut self, now: Instant) -> io::Result<()> {
         let Some(journal) = &mut self.journal else {
             return Ok(());
         };
-        let records = self.router.journal.as_mut().expect("journal buffer");
-        journal.append(records, now, &mut self.router.metrics)?;
-        records.clear();
-        for key in std::mem::take(&mut self.held) {
-            if let Some(client) = self.clients.get_mut(key) {
-                client.held = false;
-                self.drive_as(key, now, Mode::Flush);
-            }
-        }
-        let journal = self.journal.as_mut().expect("journal");
-        journal.maybe_sync(now, &mut self.router.metrics)?;
+        let m = &mut self.state.metrics;
+        journal.append(&self.state.records, now, m)?;
+        self.state.records.clear();
+        journal.maybe_sync(now, m)?;
         if journal::should_compact(journal.size, journal.compacted) {
             let started = Instant::now();
-            journal.compact(self.router.store.iter())?;
-            self.router.metrics.journal.compactions += 1;
+            journal.compact(self.state.store.iter())?;
+            self.state.metrics.journal.compactions += 1;
             info!(
                 "journal compacted to {} bytes in {:.1} ms",
                 journal.size,
@@ -506,24 +657,25 @@ impl Reactor {
         false
     }
 
-    /// Stops accepting, closes idle connections and lets the others finish writing.
+    /// Stops accepting, closes idle connections, and lets the others finish: requests in
+    /// work are answered, pending answers written.
     fn begin_shutdown(&mut self, now: Instant) {
         self.listener = None;
         self.stopping = Some(now + SHUTDOWN_GRACE);
         let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.clients[key].conn.stop();
-            self.drive(key, now);
+            self.mark(key);
         }
     }
 
     fn finish(mut self) -> io::Result<()> {
         if let Some(journal) = &mut self.journal {
-            let records = self.router.journal.as_mut().expect("journal buffer");
-            journal.append(records, Instant::now(), &mut self.router.metrics)?;
-            journal.sync(&mut self.router.metrics)?;
+            let m = &mut self.state.metrics;
+            journal.append(&self.state.records, Instant::now(), m)?;
+            journal.sync(m)?;
         }
-        let m = &self.router.metrics;
+        let m = &self.state.metrics;
         info!(
             "stopped after {:.1}s: {}, {}",
             self.started.elapsed().as_secs_f64(),
@@ -531,6 +683,46 @@ impl Reactor {
             plural(m.requests_total(), "request")
         );
         Ok(())
+    }
+}
+
+/// The service a connection's requests meet in the loop: the router over the reactor's
+/// state. A request the router hands back for work is kept in `later` for the reactor to
+/// put in work (one at a time per connection, so one per read).
+struct Serve<'a> {
+    router: &'a Router,
+    state: &'a mut State,
+    later: &'a mut Option<Job>,
+}
+
+impl Service for Serve<'_> {
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        match self.router.handle(self.state, req, peer, now, out) {
+            Handled::Now => Answer::Now,
+            Handled::Later(job) => {
+                debug_assert!(self.later.is_none(), "one request in work per connection");
+                *self.later = Some(job);
+                Answer::Later
+            }
+        }
+    }
+}
+
+impl Refuse for Serve<'_> {
+    fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.state.refuse(out, status, extra, why);
     }
 }
 
@@ -542,6 +734,7 @@ impl std::fmt::Display for TokenName {
         match self.0 {
             LISTENER => f.write_str("listener"),
             SIGNALS => f.write_str("signals"),
+            WAKER => f.write_str("waker"),
             Token(token) => write!(f, "{}", token - FIRST_CLIENT),
         }
     }

@@ -1,18 +1,24 @@
 //! Request → store → response: the counter API with the bodies of the original program
 //! and honest status codes.
 //!
-//! [`Router`] is also the state every connection's requests share (the store, the rate
-//! limiter, the metrics, the cached `Date`), all owned by the one reactor thread.
+//! Three parts, so that each is named once:
+//! - [`State`]: what every request shares — the store, the metrics, the rate limiter, the
+//!   cached `Date`, this turn's journal records. The reactor owns it; one thread touches it.
+//! - [`Router`]: the dispatcher. It answers a request now, or, when the request needs work
+//!   that the loop does not block for (`--work timer|pool`), hands back the [`Job`] to finish
+//!   once the work is done ([`Router::finish`]).
+//! - [`App`]: both, answering every request at once — the thread-per-connection twins of
+//!   `examples/`, the unit tests and the fuzz targets use it.
 
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use log::{debug, warn};
 
 use crate::config::Config;
-use crate::conn::Service;
+use crate::conn::{Answer, Refuse, Service};
 use crate::episode::Episode;
 use crate::http::{self, ContentType, Framing, HttpDate, Method, Reply, Request};
 use crate::journal;
@@ -20,195 +26,57 @@ use crate::metrics::{Metrics, Process, Route};
 use crate::query;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Counters, IncError, Store};
+use crate::work::{Job, Op, Work, WorkMode};
 
 /// Longest counter name, in bytes (after decoding).
 pub const MAX_NAME: usize = 256;
 
-pub struct Router<C = Store> {
+/// `GET /dashboard`: one self-contained page that polls `/metrics` and draws the loop live.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What every request shares, owned by the one thread that serves them.
+pub struct State<C = Store> {
     /// The counters: the reactor's own [`Store`], or, in the thread-per-connection twins
     /// of `examples/`, a handle to one shared behind a lock or a manager thread.
     pub store: C,
     pub metrics: Metrics,
-    pub limiter: Option<RateLimiter>,
     pub date: HttpDate,
-    /// `--work-us`: blocking work per request, a teaching device (see README).
-    pub work: Duration,
+    limiter: Option<RateLimiter>,
     /// One warning per episode of rate limiting, not one per refused request.
-    pub rate_limiting: Episode,
+    rate_limiting: Episode,
     /// For `process_start_time_seconds`.
     pub started: SystemTime,
-    /// Reads the `process_*` series for `/metrics`: `process::sample` in the server, nothing
+    /// Reads the `process_*` series for `/metrics`: `os::sample` in the server, nothing
     /// by default, so that the router stays free of I/O and its answers deterministic.
     pub process: fn(SystemTime) -> Option<Process>,
-    /// With `--journal`: the records of this turn's changes, which the reactor writes (and
-    /// syncs) before it lets this turn's answers out.
-    pub journal: Option<Vec<u8>>,
+    /// With `--journal` (see [`State::keep_journal`]): the records of this turn's changes,
+    /// which the reactor writes (and syncs) before any of this turn's answers go out.
+    journaling: bool,
+    pub records: Vec<u8>,
 }
 
-/// `GET /dashboard`: one self-contained page that polls `/metrics` and draws the loop live.
-pub const DASHBOARD: &str = include_str!("dashboard.html");
-
-impl<C: Counters> Router<C> {
-    /// A router for `config`'s rate limit and `--work-us`, answering from `store`.
-    pub fn new(store: C, config: &Config, date: HttpDate) -> Router<C> {
-        Router {
+impl<C: Counters> State<C> {
+    /// The state for `config`'s rate limit, answering from `store`.
+    pub fn new(store: C, config: &Config, date: HttpDate) -> State<C> {
+        State {
             store,
             metrics: Metrics::default(),
+            date,
             limiter: config
                 .rate
                 .map(|r| RateLimiter::new(r.per_second, r.burst, RateLimiter::DEFAULT_MAX_TRACKED)),
-            date,
-            work: config.work,
             rate_limiting: Episode::default(),
             started: SystemTime::now(),
             process: |_| None,
-            journal: None,
+            journaling: false,
+            records: Vec::new(),
         }
     }
 
-    /// Answers one request, appending the response to `out`.
-    pub fn handle(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>) {
-        let framing = Framing {
-            keep_alive: req.keep_alive,
-            http10: req.http10,
-            head_only: req.method == Method::Head,
-        };
-        let (path, query) = split_target(req.target);
-        let route = match path {
-            "/get" => Route::Get,
-            "/set" => Route::Set,
-            "/inc" => Route::Inc,
-            "/metrics" => Route::Metrics,
-            "/dashboard" => Route::Dashboard,
-            _ => Route::Other,
-        };
-        self.metrics.request(route);
-        let status = self.dispatch(route, req.method, query, peer, now, framing, out);
-        debug!("{peer} {} {} -> {status}", req.method_name, req.target);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(
-        &mut self,
-        route: Route,
-        method: Method,
-        query: &str,
-        peer: IpAddr,
-        now: Instant,
-        framing: Framing,
-        out: &mut Vec<u8>,
-    ) -> u16 {
-        if let Some(limiter) = &mut self.limiter {
-            if let Err(secs) = limiter.check(peer, now) {
-                self.metrics.rate_limited += 1;
-                if self.rate_limiting.begins(now) {
-                    warn!(
-                        "rate limiting clients, starting with {peer} (--rate); see counterd_rate_limited_total"
-                    );
-                }
-                let mut n = itoa::Buffer::new();
-                let retry = Some(("Retry-After", n.format(secs).as_bytes()));
-                return self.reply(out, framing, 429, retry, &[b"too many requests\n"]);
-            }
-        }
-        if method == Method::Other {
-            let allow = Some(("Allow", &b"GET, HEAD"[..]));
-            return self.reply(out, framing, 405, allow, &[b"method not allowed\n"]);
-        }
-        if !self.work.is_zero() {
-            // Deliberately blocking: this is what one slow call does to every client.
-            std::thread::sleep(self.work);
-        }
-        match route {
-            Route::Get => self.get(query, framing, out),
-            Route::Set => self.set(query, framing, out),
-            Route::Inc => self.inc(query, framing, out),
-            Route::Metrics => {
-                let process = (self.process)(self.started);
-                let text = self.metrics.render(self.store.count(), process.as_ref());
-                self.reply(out, framing, 200, None, &[text.as_bytes()])
-            }
-            Route::Dashboard => {
-                let body = [DASHBOARD.as_bytes()];
-                self.respond(out, framing, 200, None, &body, ContentType::Html)
-            }
-            Route::Other => self.reply(out, framing, 404, None, &[b"404 page not found\n"]),
-        }
-    }
-
-    fn get(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let (name, _) = match params(query) {
-            Ok(p) => p,
-            Err(why) => return self.bad_request(out, framing, why),
-        };
-        match self.store.get(&name) {
-            Some(v) => {
-                let mut n = itoa::Buffer::new();
-                let body = [name.as_bytes(), b": ", n.format(v).as_bytes(), b"\n"];
-                self.reply(out, framing, 200, None, &body)
-            }
-            None => self.reply(out, framing, 404, None, &[name.as_bytes(), b" not found\n"]),
-        }
-    }
-
-    fn set(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let (name, val) = match params(query) {
-            Ok(p) => p,
-            Err(why) => return self.bad_request(out, framing, why),
-        };
-        let Some(val) = val else {
-            return self.bad_request(out, framing, "missing val");
-        };
-        // i64's parser is exactly "optional sign, then decimal digits, in range".
-        let Ok(val) = val.parse::<i64>() else {
-            let body = [
-                &b"invalid val \""[..],
-                val.as_bytes(),
-                b"\": want a decimal i64\n",
-            ];
-            return self.reply(out, framing, 400, None, &body);
-        };
-        match self.store.set(&name, val) {
-            Ok(()) => {
-                if let Some(records) = &mut self.journal {
-                    journal::set(records, &name, val);
-                }
-                self.reply(out, framing, 200, None, &[b"ok\n"])
-            }
-            Err(_) => {
-                let mut n = itoa::Buffer::new();
-                let max = n.format(self.store.max()).as_bytes();
-                let body = [&b"too many counters (limit "[..], max, b")\n"];
-                self.reply(out, framing, 507, None, &body)
-            }
-        }
-    }
-
-    fn inc(&mut self, query: &str, framing: Framing, out: &mut Vec<u8>) -> u16 {
-        let (name, _) = match params(query) {
-            Ok(p) => p,
-            Err(why) => return self.bad_request(out, framing, why),
-        };
-        match self.store.inc(&name) {
-            Ok(_) => {
-                if let Some(records) = &mut self.journal {
-                    journal::inc(records, &name);
-                }
-                self.reply(out, framing, 200, None, &[b"ok\n"])
-            }
-            Err(IncError::NotFound) => {
-                self.reply(out, framing, 404, None, &[name.as_bytes(), b" not found\n"])
-            }
-            Err(IncError::Overflow) => {
-                let body = [name.as_bytes(), b": increment would overflow\n"];
-                self.reply(out, framing, 409, None, &body)
-            }
-        }
-    }
-
-    fn bad_request(&mut self, out: &mut Vec<u8>, framing: Framing, why: impl Display) -> u16 {
-        let body = format!("{why}\n");
-        self.reply(out, framing, 400, None, &[body.as_bytes()])
+    /// Records every change in [`State::records`] from now on.
+    pub fn keep_journal(&mut self) {
+        self.journaling = true;
+        self.metrics.journal.on = true;
     }
 
     fn reply(
@@ -246,15 +114,275 @@ impl<C: Counters> Router<C> {
         );
         status
     }
+
+    fn bad_request(&mut self, out: &mut Vec<u8>, framing: Framing, why: impl Display) -> u16 {
+        let body = format!("{why}\n");
+        self.reply(out, framing, 400, None, &[body.as_bytes()])
+    }
 }
 
-/// What a connection asks of the router: answers, and refusals that close.
-impl<C: Counters> Service for Router<C> {
-    fn answer(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>) {
-        self.handle(req, peer, now, out);
+/// The dispatcher: which route, which checks, and when the answer is formed.
+#[derive(Debug, Clone, Copy)]
+pub struct Router {
+    /// `--work-us` and `--work`: what a counter request waits for before its answer.
+    work: Work,
+}
+
+/// What [`Router::handle`] did with a request.
+#[derive(Debug)]
+pub enum Handled {
+    /// The answer is in the output.
+    Now,
+    /// The request waits for work the loop does not block for; [`Router::finish`] answers
+    /// it once the work is done.
+    Later(Job),
+}
+
+impl Router {
+    pub fn new(work: Work) -> Router {
+        Router { work }
     }
 
-    /// Framing errors, timeouts, the 503 at the cap: counted like every response.
+    pub fn work(&self) -> Work {
+        self.work
+    }
+
+    /// Answers one request into `out`, or hands back the job that will.
+    pub fn handle<C: Counters>(
+        &self,
+        st: &mut State<C>,
+        req: &Request<'_>,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Handled {
+        let framing = Framing {
+            keep_alive: req.keep_alive,
+            http10: req.http10,
+            head_only: req.method == Method::Head,
+        };
+        let (path, query) = split_target(req.target);
+        let route = match path {
+            "/get" => Route::Get,
+            "/set" => Route::Set,
+            "/inc" => Route::Inc,
+            "/metrics" => Route::Metrics,
+            "/dashboard" => Route::Dashboard,
+            _ => Route::Other,
+        };
+        st.metrics.request(route);
+        let status = match self.dispatch(st, route, req.method, query, peer, now, framing, out) {
+            Ok(status) => status,
+            Err(job) => {
+                debug!("{peer} {} {} -> in work", req.method_name, req.target);
+                return Handled::Later(job);
+            }
+        };
+        debug!("{peer} {} {} -> {status}", req.method_name, req.target);
+        Handled::Now
+    }
+
+    /// The status of the answer written, or the job to finish after the work.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch<C: Counters>(
+        &self,
+        st: &mut State<C>,
+        route: Route,
+        method: Method,
+        query: &str,
+        peer: IpAddr,
+        now: Instant,
+        framing: Framing,
+        out: &mut Vec<u8>,
+    ) -> Result<u16, Job> {
+        if let Some(limiter) = &mut st.limiter {
+            if let Err(secs) = limiter.check(peer, now) {
+                st.metrics.rate_limited += 1;
+                if st.rate_limiting.begins(now) {
+                    warn!(
+                        "rate limiting clients, starting with {peer} (--rate); see counterd_rate_limited_total"
+                    );
+                }
+                let mut n = itoa::Buffer::new();
+                let retry = Some(("Retry-After", n.format(secs).as_bytes()));
+                return Ok(st.reply(out, framing, 429, retry, &[b"too many requests\n"]));
+            }
+        }
+        if method == Method::Other {
+            let allow = Some(("Allow", &b"GET, HEAD"[..]));
+            return Ok(st.reply(out, framing, 405, allow, &[b"method not allowed\n"]));
+        }
+        let op = match route {
+            Route::Get | Route::Set | Route::Inc => match op(route, query) {
+                Ok(op) => op,
+                Err(why) => return Ok(st.bad_request(out, framing, why)),
+            },
+            Route::Metrics => {
+                let process = (st.process)(st.started);
+                let text = st.metrics.render(st.store.count(), process.as_ref());
+                return Ok(st.reply(out, framing, 200, None, &[text.as_bytes()]));
+            }
+            Route::Dashboard => {
+                let body = [DASHBOARD.as_bytes()];
+                return Ok(st.respond(out, framing, 200, None, &body, ContentType::Html));
+            }
+            Route::Other => {
+                return Ok(st.reply(out, framing, 404, None, &[b"404 page not found\n"]));
+            }
+        };
+        let (op, name) = op;
+        if !self.work.time.is_zero() {
+            match self.work.mode {
+                // The problem the other modes answer: this blocks every client of the loop.
+                WorkMode::Sleep => std::thread::sleep(self.work.time),
+                WorkMode::Spin => spin(self.work.time),
+                WorkMode::Timer | WorkMode::Pool => {
+                    let name = name.into_owned().into_boxed_str();
+                    return Err(Job { op, name, framing });
+                }
+            }
+        }
+        Ok(apply(st, op, &name, framing, out))
+    }
+
+    /// The answer to a request whose work is done: the counter operation runs now, on the
+    /// thread that owns the store, and the answer reflects the value at this moment.
+    pub fn finish<C: Counters>(&self, st: &mut State<C>, job: &Job, out: &mut Vec<u8>) -> u16 {
+        let status = apply(st, job.op, &job.name, job.framing, out);
+        debug!("{:?} {} after work -> {status}", job.op, job.name);
+        status
+    }
+}
+
+/// Computes for `time` on this core: CPU work, not a wait.
+fn spin(time: std::time::Duration) {
+    let start = Instant::now();
+    while start.elapsed() < time {
+        std::hint::spin_loop();
+    }
+}
+
+/// The counter operation a request asks for, checked before any work is done for it.
+fn op(route: Route, query: &str) -> Result<(Op, Cow<'_, str>), String> {
+    let (name, val) = params(query)?;
+    let op = match route {
+        Route::Get => Op::Get,
+        Route::Inc => Op::Inc,
+        _ => {
+            let Some(val) = val else {
+                return Err("missing val".into());
+            };
+            // i64's parser is exactly "optional sign, then decimal digits, in range".
+            match val.parse::<i64>() {
+                Ok(v) => Op::Set(v),
+                Err(_) => return Err(format!("invalid val \"{val}\": want a decimal i64")),
+            }
+        }
+    };
+    Ok((op, name))
+}
+
+/// Runs `op` on the store and writes its answer (and, with a journal, its record).
+fn apply<C: Counters>(
+    st: &mut State<C>,
+    op: Op,
+    name: &str,
+    framing: Framing,
+    out: &mut Vec<u8>,
+) -> u16 {
+    match op {
+        Op::Get => match st.store.get(name) {
+            Some(v) => {
+                let mut n = itoa::Buffer::new();
+                let body = [name.as_bytes(), b": ", n.format(v).as_bytes(), b"\n"];
+                st.reply(out, framing, 200, None, &body)
+            }
+            None => st.reply(out, framing, 404, None, &[name.as_bytes(), b" not found\n"]),
+        },
+        Op::Set(val) => match st.store.set(name, val) {
+            Ok(()) => {
+                if st.journaling {
+                    journal::set(&mut st.records, name, val);
+                }
+                st.reply(out, framing, 200, None, &[b"ok\n"])
+            }
+            Err(_) => {
+                let mut n = itoa::Buffer::new();
+                let max = n.format(st.store.max()).as_bytes();
+                let body = [&b"too many counters (limit "[..], max, b")\n"];
+                st.reply(out, framing, 507, None, &body)
+            }
+        },
+        Op::Inc => match st.store.inc(name) {
+            Ok(_) => {
+                if st.journaling {
+                    journal::inc(&mut st.records, name);
+                }
+                st.reply(out, framing, 200, None, &[b"ok\n"])
+            }
+            Err(IncError::NotFound) => {
+                st.reply(out, framing, 404, None, &[name.as_bytes(), b" not found\n"])
+            }
+            Err(IncError::Overflow) => {
+                let body = [name.as_bytes(), b": increment would overflow\n"];
+                st.reply(out, framing, 409, None, &body)
+            }
+        },
+    }
+}
+
+/// The state and the dispatcher together, answering every request at once: where a
+/// request needs work the loop would not block for, this blocks for it instead. For
+/// whoever serves one connection per thread (`examples/`), and for tests and fuzzing.
+pub struct App<C = Store> {
+    pub state: State<C>,
+    pub router: Router,
+}
+
+impl<C: Counters> App<C> {
+    pub fn new(store: C, config: &Config, date: HttpDate) -> App<C> {
+        App {
+            state: State::new(store, config, date),
+            router: Router::new(config.work),
+        }
+    }
+
+    /// Answers one request, appending the response to `out`.
+    pub fn handle(&mut self, req: &Request<'_>, peer: IpAddr, now: Instant, out: &mut Vec<u8>) {
+        if let Handled::Later(job) = self.router.handle(&mut self.state, req, peer, now, out) {
+            std::thread::sleep(self.router.work().time);
+            self.router.finish(&mut self.state, &job, out);
+        }
+    }
+}
+
+impl<C: Counters> Service for App<C> {
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        self.handle(req, peer, now, out);
+        Answer::Now
+    }
+}
+
+impl<C: Counters> Refuse for App<C> {
+    fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn Display,
+    ) {
+        self.state.refuse(out, status, extra, why);
+    }
+}
+
+/// Framing errors, timeouts, the `503` at the cap: counted like every response.
+impl<C: Counters> Refuse for State<C> {
     fn refuse(
         &mut self,
         out: &mut Vec<u8>,
@@ -306,20 +434,20 @@ mod tests {
     use crate::testkit;
     use std::net::Ipv4Addr;
 
-    fn router() -> Router {
+    fn router() -> App {
         router_with_max(100)
     }
 
-    fn router_with_max(max: usize) -> Router {
+    fn router_with_max(max: usize) -> App {
         let mut r = testkit::router(max);
-        r.store.set("j", 0).unwrap();
+        r.state.store.set("j", 0).unwrap();
         r
     }
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     /// Sends `GET target` (or another method) and returns (status, headers, body).
-    fn call(r: &mut Router, method: &str, target: &str) -> (u16, String, String) {
+    fn call(r: &mut App, method: &str, target: &str) -> (u16, String, String) {
         let raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n");
         let (req, _) = http::parse(raw.as_bytes()).unwrap().unwrap();
         let mut out = Vec::new();
@@ -333,7 +461,7 @@ mod tests {
         (resp.status, resp.raw_head.clone(), resp.text().to_string())
     }
 
-    fn get(r: &mut Router, target: &str) -> (u16, String) {
+    fn get(r: &mut App, target: &str) -> (u16, String) {
         let (s, _, b) = call(r, "GET", target);
         (s, b)
     }
@@ -525,11 +653,11 @@ mod tests {
     #[test]
     fn rate_limit_is_429_with_retry_after() {
         let mut r = router();
-        r.limiter = Some(RateLimiter::new(20.0, 1.0, 100));
+        r.state.limiter = Some(RateLimiter::new(20.0, 1.0, 100));
         assert_eq!(call(&mut r, "GET", "/get?name=i").0, 200);
         let (status, head, _) = call(&mut r, "GET", "/get?name=i");
         assert_eq!(status, 429);
         assert!(head.contains("\r\nRetry-After: 1"), "{head}");
-        assert_eq!(r.metrics.rate_limited, 1);
+        assert_eq!(r.state.metrics.rate_limited, 1);
     }
 }

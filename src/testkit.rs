@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::http::HttpDate;
-use crate::router::Router;
+use crate::router::App;
 use crate::store::Store;
 
 /// One parsed HTTP response, as a client sees it.
@@ -136,14 +136,14 @@ pub fn parse_responses(mut buf: &[u8]) -> Vec<Response> {
 
 /// The router every unit test and fuzz check starts from: `i` at 0, room for `max`
 /// counters, the default configuration, and a frozen `Date`.
-pub fn router(max: usize) -> Router {
+pub fn router(max: usize) -> App {
     let mut store = Store::new(max);
     store.set("i", 0).expect("room for i");
     router_with(store, &Config::default())
 }
 
-pub fn router_with(store: Store, config: &Config) -> Router {
-    let mut r = Router::new(store, config, HttpDate::new(UNIX_EPOCH));
-    r.started = SystemTime::UNIX_EPOCH;
+pub fn router_with(store: Store, config: &Config) -> App {
+    let mut r = App::new(store, config, HttpDate::new(UNIX_EPOCH));
+    r.state.started = SystemTime::UNIX_EPOCH;
     r
 }

@@ -1,16 +1,19 @@
 //! Steady-state requests allocate nothing: a counting global allocator watches the
-//! connection state machine and the router serve get, inc and set-of-an-existing-name,
-//! after a warm-up, exactly as the reactor drives them (whole requests in one read,
-//! output drained after each read).
+//! reactor's own per-turn path — `pump::read` into each connection's state machine and the
+//! router, then `pump::flush` of every connection at the end of the turn, with the shared
+//! buffers — serve get, inc and set-of-an-existing-name on several connections per turn,
+//! after a warm-up.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use counterd::config::Limits;
 use counterd::conn::Conn;
-use counterd::router::Router;
+use counterd::pump::{self, Buffers, Env, READ_BUDGET, ReadState};
+use counterd::router::App;
 use counterd::testkit;
 
 struct Counting;
@@ -41,53 +44,110 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// Serves `request` `n` times on one keep-alive connection; returns the allocations made.
-fn serve(conn: &mut Conn, router: &mut Router, request: &[u8], n: usize) -> u64 {
-    let now = Instant::now();
-    let before = allocations();
-    for k in 0..n {
-        // What the reactor records for every turn: loop time and the two histograms.
-        let slept = std::time::Duration::from_micros(k as u64 % 5000);
-        router.metrics.looping.woke(slept, k % 300);
-        router.metrics.looping.turned(slept / 3);
-        conn.receive(request, router, &Limits::default(), now);
-        let len = conn.output().len();
-        assert!(conn.output().starts_with(b"HTTP/1.1 200 OK\r\n"));
-        conn.written(len, router, &Limits::default(), now);
+/// A socket with one request to read per turn, that takes every answer whole.
+struct Socket {
+    input: Option<&'static [u8]>,
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let input = self.input.take().ok_or(io::ErrorKind::WouldBlock)?;
+        buf[..input.len()].copy_from_slice(input);
+        Ok(input.len())
     }
-    allocations() - before
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keep-alive connections served together, turn after turn, as the reactor serves them.
+struct Turns {
+    app: App,
+    bufs: Buffers,
+    conns: Vec<(Socket, Conn, ReadState)>,
+}
+
+impl Turns {
+    fn new(conns: usize) -> Turns {
+        let now = Instant::now();
+        let conn = || {
+            let socket = Socket { input: None };
+            let conn = Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), now);
+            (socket, conn, ReadState::default())
+        };
+        Turns {
+            app: testkit::router(1000),
+            bufs: Buffers::new(64 * 1024),
+            conns: (0..conns).map(|_| conn()).collect(),
+        }
+    }
+
+    /// `n` turns in which every connection sends `request`; returns the allocations made.
+    fn serve(&mut self, request: &'static [u8], n: usize) -> u64 {
+        let now = Instant::now();
+        let limits = Limits::default();
+        let before = allocations();
+        for k in 0..n {
+            // What the reactor records for every turn: loop time and the two histograms.
+            let slept = std::time::Duration::from_micros(k as u64 % 5000);
+            self.app.state.metrics.looping.woke(slept, k % 300);
+            self.app.state.metrics.looping.turned(slept / 3);
+            let mut env = Env {
+                bufs: &mut self.bufs,
+                svc: &mut self.app,
+                limits: &limits,
+                now,
+            };
+            for (key, (socket, conn, rs)) in self.conns.iter_mut().enumerate() {
+                socket.input = Some(request);
+                rs.reads_left = READ_BUDGET;
+                pump::read(key, socket, conn, rs, &mut env).unwrap();
+                assert!(!conn.output().is_empty());
+            }
+            for (key, (socket, conn, rs)) in self.conns.iter_mut().enumerate() {
+                pump::flush(key, socket, conn, rs, env.bufs, now).unwrap();
+                assert!(conn.output().is_empty());
+            }
+        }
+        allocations() - before
+    }
 }
 
 #[test]
 fn get_inc_and_set_existing_allocate_nothing_per_request() {
-    let mut router = testkit::router(1000);
-    let mut conn = Conn::new(IpAddr::V4(Ipv4Addr::LOCALHOST), Instant::now());
-    let requests: [&[u8]; 4] = [
+    let mut turns = Turns::new(8);
+    let requests: [&'static [u8]; 4] = [
         b"GET /get?name=i HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\n\r\n",
         b"GET /inc?name=i HTTP/1.1\r\nHost: localhost:8000\r\n\r\n",
         b"GET /set?name=i&val=-12345 HTTP/1.1\r\nHost: localhost:8000\r\n\r\n",
         b"HEAD /get?name=i HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     ];
-    // Warm-up: the output buffer grows to its working size once.
+    // Warm-up: the spare output buffers are made once.
     for r in requests {
-        serve(&mut conn, &mut router, r, 10);
+        turns.serve(r, 10);
     }
     for r in requests {
-        let n = serve(&mut conn, &mut router, r, 1000);
+        let n = turns.serve(r, 1000);
         assert_eq!(
             n,
             0,
-            "{} allocations for 1000 x {:?}",
+            "{} allocations for 1000 turns of 8 x {:?}",
             n,
             String::from_utf8_lossy(r)
         );
     }
     // The counter really moved, so the loop above did real work.
-    assert_eq!(router.store.get("i"), Some(-12345));
+    assert_eq!(turns.app.state.store.get("i"), Some(-12345));
     // And the allocator is really counted: a new name allocates.
     let before = allocations();
-    let r = b"GET /set?name=fresh&val=1 HTTP/1.1\r\nHost: x\r\n\r\n";
-    serve(&mut conn, &mut router, r, 1);
+    turns.serve(b"GET /set?name=fresh&val=1 HTTP/1.1\r\nHost: x\r\n\r\n", 1);
     assert!(
         allocations() > before,
         "the counting allocator sees allocations"

@@ -3,7 +3,7 @@
 //! around a [`counterd::conn::Conn`]. This is the shape of Go's `net/http` server
 //! (`go c.serve(ctx)` per accepted connection), with OS threads instead of goroutines.
 //!
-//! The twins differ only in the [`Counters`] handle each connection's [`Router`] gets:
+//! The twins differ only in the [`Counters`] handle each connection's [`App`] gets:
 //! a lock around one shared store (`threads_mutex.rs`) or a channel to the one thread that
 //! owns it (`threads_manager.rs`). Parsing, routing and answering are counterd's own
 //! sans-I/O core, byte for byte.
@@ -11,7 +11,7 @@
 //! Teaching twins, not hardened servers: no connection cap (every connection costs a
 //! thread, so a flood of connections costs threads and memory without bound), no rate
 //! limit, no graceful shutdown (SIGTERM just ends the process), and the idle, header and
-//! linger deadlines are only checked once a second. Each connection's `Router` holds its
+//! linger deadlines are only checked once a second. Each connection's `App` holds its
 //! own `Metrics`, so `/metrics` shows the numbers of the connection that asks, not the
 //! server's.
 
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use counterd::config::{Config, PRELOAD};
 use counterd::conn::{Conn, Next};
 use counterd::http::HttpDate;
-use counterd::router::Router;
+use counterd::router::App;
 use counterd::store::{Counters, Store};
 
 /// Each connection thread's read buffer.
@@ -62,7 +62,7 @@ pub fn parse_args(name: &str, about: &str) -> Config {
                 print!("{usage}");
                 exit(0)
             }
-            "--work-us" => opts.work = Duration::from_micros(value("--work-us")),
+            "--work-us" => opts.work.time = Duration::from_micros(value("--work-us")),
             "--max-counters" => {
                 opts.max_counters = value("--max-counters").try_into().unwrap_or(usize::MAX)
             }
@@ -137,8 +137,8 @@ fn connection<C: Counters>(mut stream: TcpStream, peer: IpAddr, store: C, config
     let _ = stream.set_read_timeout(Some(TICK));
     let limits = &config.limits;
     let _ = stream.set_write_timeout(Some(limits.idle_timeout)); // the slow-read guard
-    let mut router = Router::new(store, config, HttpDate::new(SystemTime::now()));
-    router.metrics.opened();
+    let mut router = App::new(store, config, HttpDate::new(SystemTime::now()));
+    router.state.metrics.opened();
     let mut conn = Conn::new(peer, Instant::now());
     let mut buf = vec![0u8; READ_BUF];
     loop {
@@ -146,26 +146,33 @@ fn connection<C: Counters>(mut stream: TcpStream, peer: IpAddr, store: C, config
             match stream.read(&mut buf) {
                 Ok(0) => conn.eof(&mut router, limits, Instant::now()),
                 Ok(n) => {
-                    router.date.update(SystemTime::now());
+                    router.state.date.update(SystemTime::now());
                     conn.receive(&buf[..n], &mut router, limits, Instant::now());
                 }
                 // Nothing for a second: let the connection check its idle/header deadlines.
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     if let Some(kind) = conn.on_timeout(&mut router, limits, Instant::now()) {
-                        router.metrics.timeout(kind);
+                        router.state.metrics.timeout(kind);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return,
             }
         }
-        while !conn.output().is_empty() {
-            match stream.write(conn.output()) {
-                Ok(0) => return,
-                Ok(n) => conn.written(n, &mut router, limits, Instant::now()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return, // includes the write timeout
+        loop {
+            while !conn.output().is_empty() {
+                match stream.write(conn.output()) {
+                    Ok(0) => return,
+                    Ok(n) => conn.written(n, Instant::now()),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return, // includes the write timeout
+                }
             }
+            // Requests held back while the output was high: answer them before reading on.
+            if !conn.can_resume() {
+                break;
+            }
+            conn.resume(&mut router, limits, Instant::now());
         }
         match conn.next() {
             Next::Continue if conn.wants_read() => {}
