@@ -649,6 +649,144 @@ mod tests {
         format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n")
     }
 
+    /// Answers `/slow` later (as the reactor's service does for requests in work), and
+    /// everything else at once through the router.
+    struct Deferring {
+        app: App,
+        deferred: usize,
+    }
+
+    impl Service for Deferring {
+        fn answer(
+            &mut self,
+            req: &Request<'_>,
+            peer: IpAddr,
+            now: Instant,
+            out: &mut Vec<u8>,
+        ) -> Answer {
+            if req.target == "/slow" {
+                self.deferred += 1;
+                return Answer::Later;
+            }
+            self.app.answer(req, peer, now, out)
+        }
+    }
+
+    impl Refuse for Deferring {
+        fn refuse(
+            &mut self,
+            out: &mut Vec<u8>,
+            status: u16,
+            extra: Option<(&'static str, &[u8])>,
+            why: &dyn std::fmt::Display,
+        ) {
+            self.app.refuse(out, status, extra, why);
+        }
+    }
+
+    fn deferring() -> (Conn, Deferring, Limits, Instant) {
+        let now = Instant::now();
+        let svc = Deferring {
+            app: testkit::router(100),
+            deferred: 0,
+        };
+        (Conn::new(PEER, now), svc, Limits::default(), now)
+    }
+
+    const LATER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nlater\n";
+
+    #[test]
+    fn a_request_in_work_holds_what_follows_until_its_answer() {
+        let (mut conn, mut svc, limits, now) = deferring();
+        let stream = format!(
+            "{}{}{}",
+            get("/inc?name=i"),
+            get("/slow"),
+            get("/get?name=i")
+        );
+        let mut pieces = stream.as_bytes().chunks(5);
+        for piece in pieces.by_ref() {
+            conn.receive(piece, &mut svc, &limits, now);
+            if !conn.wants_read() {
+                break;
+            }
+        }
+        assert_eq!(svc.deferred, 1);
+        assert!(conn.is_waiting());
+        assert!(
+            !conn.wants_read(),
+            "one request at a time: nothing more is read"
+        );
+        assert!(!conn.can_resume(), "what follows waits for the answer");
+        assert_eq!(conn.next(), Next::Continue, "the answer is owed");
+        // What was read before the request went into work is held, nothing more.
+        let first = conn.output().len();
+        conn.written(first, now);
+        let held = conn.buffered_input();
+        assert!(held <= get("/get?name=i").len(), "held {held} bytes");
+        // No idle or header timeout while the request is in work.
+        let later_on = now + limits.idle_timeout * 3;
+        assert_eq!(conn.on_timeout(&mut svc, &limits, later_on), None);
+        assert!(conn.deadline(&limits) > later_on);
+        // The answer comes; what followed is answered next, in order.
+        conn.answer_later(now, |out| out.extend_from_slice(LATER));
+        assert!(!conn.is_waiting());
+        assert!(conn.output().starts_with(LATER));
+        assert!(conn.can_resume());
+        conn.resume(&mut svc.app, &limits, now);
+        assert!(conn.wants_read());
+        for piece in pieces {
+            conn.receive(piece, &mut svc, &limits, now);
+        }
+        let rest = conn.output()[LATER.len()..].to_vec();
+        let r = parse_responses(&rest);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].text(), "i: 1\n");
+    }
+
+    #[test]
+    fn a_stop_during_work_answers_the_request_then_closes() {
+        let (mut conn, mut svc, limits, now) = deferring();
+        conn.receive(
+            format!("{}{}", get("/slow"), get("/get?name=i")).as_bytes(),
+            &mut svc,
+            &limits,
+            now,
+        );
+        assert!(conn.is_waiting());
+        conn.stop();
+        assert_eq!(
+            conn.next(),
+            Next::Continue,
+            "the answer in work is still owed"
+        );
+        conn.answer_later(now, |out| out.extend_from_slice(LATER));
+        assert_eq!(conn.output(), LATER, "nothing after the stop is answered");
+        conn.written(LATER.len(), now);
+        assert_eq!(conn.next(), Next::Shutdown);
+    }
+
+    #[test]
+    fn a_close_request_in_work_closes_after_its_answer() {
+        let (mut conn, mut svc, limits, now) = deferring();
+        let raw = b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        conn.receive(raw, &mut svc, &limits, now);
+        conn.answer_later(now, |out| out.extend_from_slice(LATER));
+        conn.written(LATER.len(), now);
+        assert_eq!(conn.next(), Next::Shutdown);
+    }
+
+    #[test]
+    fn an_incomplete_request_is_not_something_to_resume() {
+        let mut h = Harness::new();
+        h.feed(b"GET /get?name=i HTTP/1.1\r\nHo");
+        assert!(h.conn.buffered_input() > 0);
+        assert!(
+            !h.conn.can_resume(),
+            "resuming would find nothing to answer"
+        );
+    }
+
     #[test]
     fn one_request_one_answer_and_nothing_held() {
         let mut h = Harness::new();
