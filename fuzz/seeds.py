@@ -152,5 +152,13 @@ for k, v in STREAMS.items():
 for i, (k, v) in enumerate(sorted(STREAMS.items())):
     pname, flags, table = PLANS[1 + i % (len(PLANS) - 1)]
     write("connection", k + "-" + pname, bytes([flags, len(table)]) + table + v)
+# Answers that come later (`n / 16` of the plan: counter requests answered n/16 - 1
+# rounds after they were asked), under a few plans.
+for i, k in enumerate(["pipelined", "burst-inc", "curl-session", "chunked-then-get",
+                       "close-then-more", "bad-garbage", "ab-keepalive"]):
+    pname, flags, table = PLANS[i % len(PLANS)]
+    later = 1 + i % 4
+    write("connection", k + "-later%d-" % later + pname,
+          bytes([flags, later * 16 + len(table)]) + table + STREAMS[k])
 for k, v in QUERIES.items():
     write("query", k, v)

@@ -11,15 +11,16 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Limits};
-use crate::conn::{Conn, Next, OUTPUT_HIGH_WATER};
-use crate::http::{self, Body, BodySkip, MAX_BODY, Method};
+use crate::conn::{Answer, Conn, Next, OUTPUT_HIGH_WATER, Refuse, Service};
+use crate::http::{self, Body, BodySkip, MAX_BODY, Method, Request};
 use crate::query::{self, QueryError};
-use crate::router::App;
+use crate::router::{App, Handled};
 use crate::store::Store;
 use crate::testkit;
+use crate::work::{Job, Work, WorkMode};
 
 // ---------------------------------------------------------------------------------------
 // parse_request
@@ -268,7 +269,9 @@ fn reference_encode(s: &str, salt: u8) -> String {
 pub const CHUNK_CAP: usize = 4096;
 
 /// How one input drives a connection. Layout: `flags`, `n`, then `n % 16` bytes of read
-/// sizes (used in turn, over and over), then the stream.
+/// sizes (used in turn, over and over), then the stream. `n / 16`, when not 0, makes every
+/// counter request an answer that comes later, `n / 16 - 1` rounds after it was asked
+/// (`--work timer|pool`, with the input choosing when the work ends).
 ///
 /// `flags`: bit 0 half-close after the stream; bit 1 a lazy client that reads answers only
 /// when the server stops reading; bits 2–3 how much the client reads at a time (all, or a
@@ -282,11 +285,14 @@ struct Plan {
     max_head: usize,
     reads: Vec<usize>,
     writes: Vec<usize>,
+    /// Counter requests are answered this many rounds later.
+    later: Option<usize>,
 }
 
 fn plan(data: &[u8]) -> (Plan, Vec<u8>) {
     let flags = data.first().copied().unwrap_or(0);
     let n = data.get(1).map_or(0, |n| usize::from(n % 16));
+    let later = data.get(1).and_then(|n| usize::from(n / 16).checked_sub(1));
     let table = data.get(2..).map_or(&[][..], |t| &t[..n.min(t.len())]);
     let stream = data.get(2 + table.len()..).unwrap_or(&[]);
     let read_size = |b: u8| {
@@ -308,6 +314,7 @@ fn plan(data: &[u8]) -> (Plan, Vec<u8>) {
                 _ => 1 + usize::from(b) / 16,
             })
             .collect(),
+        later,
     };
     (plan, stream.repeat(1 << (flags >> 6)))
 }
@@ -341,6 +348,7 @@ pub fn connection(data: &[u8]) {
         max_head: plan.max_head,
         reads: vec![stream.len().max(1)],
         writes: Vec::new(),
+        later: None,
     };
     let whole = drive(&whole_plan, &stream, limits);
     let expected = model(&stream, plan.max_head);
@@ -369,19 +377,81 @@ pub fn connection(data: &[u8]) {
     }
 }
 
-fn new_router() -> App {
-    let mut store = Store::new(16);
-    store.set("i", 0).unwrap();
-    store.set("j", 0).unwrap();
-    store.set("m", i64::MAX - 1).unwrap();
-    testkit::router_with(store, &Config::default())
+/// The service of a fuzzed connection: the router over a small store, with counter
+/// requests needing work; whether their answers come at once or later is the plan's.
+struct Fuzzed {
+    app: App,
+    defer: bool,
+    job: Option<Job>,
+}
+
+impl Fuzzed {
+    fn new(defer: bool) -> Fuzzed {
+        let mut store = Store::new(16);
+        store.set("i", 0).unwrap();
+        store.set("j", 0).unwrap();
+        store.set("m", i64::MAX - 1).unwrap();
+        let config = Config {
+            work: Work {
+                mode: WorkMode::Timer,
+                time: Duration::from_nanos(1),
+            },
+            ..Config::default()
+        };
+        let app = testkit::router_with(store, &config);
+        Fuzzed {
+            app,
+            defer,
+            job: None,
+        }
+    }
+}
+
+impl Service for Fuzzed {
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        let App { state, router } = &mut self.app;
+        match router.handle(state, req, peer, now, out) {
+            Handled::Now => Answer::Now,
+            Handled::Later(job) if self.defer => {
+                assert!(
+                    self.job.is_none(),
+                    "a second request in work on one connection"
+                );
+                self.job = Some(job);
+                Answer::Later
+            }
+            Handled::Later(job) => {
+                router.finish(state, &job, out);
+                Answer::Now
+            }
+        }
+    }
+}
+
+impl Refuse for Fuzzed {
+    fn refuse(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: Option<(&'static str, &[u8])>,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.app.refuse(out, status, extra, why);
+    }
 }
 
 /// Drives a connection the way the reactor does: reads only while it wants to, writes what
 /// the client accepts, half-closes if planned, lingers after `Next::Shutdown`.
 fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     let now = Instant::now();
-    let mut router = new_router();
+    let mut router = Fuzzed::new(plan.later.is_some());
+    let mut waited = 0;
     let mut conn = Conn::new(PEER, now);
     let read_cap = plan.reads.iter().copied().max().unwrap_or(CHUNK_CAP);
     let (mut reads, mut writes) = (plan.reads.iter().cycle(), plan.writes.iter().cycle());
@@ -392,6 +462,27 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     for _round in 0.. {
         assert!(_round < 10_000_000, "no end in sight");
         let mut progressed = false;
+        if let Some(job) = router.job.take() {
+            assert!(
+                conn.is_waiting() && !conn.wants_read(),
+                "read while in work"
+            );
+            if Some(waited) == plan.later {
+                let App { state, router: r } = &mut router.app;
+                conn.answer_later(now, |out| {
+                    r.finish(state, &job, out);
+                });
+                waited = 0;
+            } else {
+                router.job = Some(job);
+                waited += 1;
+            }
+            progressed = true;
+        }
+        if conn.can_resume() {
+            conn.resume(&mut router, &limits, now);
+            progressed = true;
+        }
         if conn.wants_read() {
             if fed < stream.len() {
                 let n = reads
@@ -421,7 +512,6 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
             };
             got.extend_from_slice(&conn.output()[..n]);
             conn.written(n, now);
-            conn.resume(&mut router, &limits, now);
             check_bounds(&conn, read_cap, limits);
             progressed = true;
         }
@@ -452,7 +542,7 @@ fn drive(plan: &Plan, stream: &[u8], limits: Limits) -> Run {
     }
     Run {
         out: got,
-        metrics: router.state.metrics.render(router.state.store.len(), None),
+        metrics: (router.app.state.metrics).render(router.app.state.store.len(), None),
         pending: conn.buffered_input() > 0,
         closed: lingering || conn.next() == Next::Close,
     }
