@@ -12,12 +12,17 @@
 #     requests sent to it, give or take the ones still in flight when wrk stopped; in the
 #     cluster every name must also be on exactly one instance (each instance is asked
 #     directly) with the value nginx answers;
+#   - one instance more: a second nginx over the same instances and a new, empty one,
+#     with `hash $arg_name consistent` and then with plain `hash $arg_name`; every name
+#     is asked for, and the ones whose owner would change (they answer 404 from their new
+#     owner, for nothing moves their counters) are counted;
 #   - Redis Cluster (appendonly, appendfsync everysec, as counterd's --fsync everysec):
 #     FLUSHALL, then `redis-benchmark --cluster -t incr -cC -n REDIS_REQUESTS -r NAMES`;
 #     afterwards the counters of all masters must add up to exactly REDIS_REQUESTS.
 # Every server (counterd, nginx, redis-server) runs pinned to SERVER_CPUS, wrk and
 # redis-benchmark to LOAD_CPUS, all on 127.0.0.1; each system runs alone. Prints a
-# Markdown table: requests/s, p50 and p99 latency, requests, and what the count check found.
+# Markdown table (requests/s, p50 and p99 latency, requests, what the count check found)
+# and how many names change instance when one is added.
 #
 # Usage: scripts/cluster.sh [SECS]          (default 5 s a run: about 2 minutes in all)
 # Environment: INSTANCES=3  CONNS="1 10 100"  NAMES=1000  REDIS_REQUESTS=100000
@@ -78,14 +83,21 @@ render_nginx_conf() {
         { print }' scripts/cluster/nginx.conf.in
 }
 
-# start_nginx VAR ADDR...: nginx in front of the instances at ADDR..., in a prefix of its
-# own, pinned to SERVER_CPUS; sets VAR to its URL once it answers.
+# start_nginx VAR HASH ADDR...: nginx in front of the instances at ADDR..., in a prefix of
+# its own, pinned to SERVER_CPUS; sets VAR to its URL once it answers. HASH is
+# `consistent` (the configuration as it is) or `plain` (`hash $arg_name`, to compare).
 start_nginx() {
-    local var=$1; shift
-    local prefix=$work/nginx port
+    local var=$1 hash=$2; shift 2
+    local prefix port
+    prefix=$(mktemp -d "$work/nginx.XXXX")
     port=$(free_ports 1)
-    mkdir -p "$prefix"
-    render_nginx_conf "$prefix" "$port" "$@" >"$prefix/nginx.conf"
+    render_nginx_conf "$prefix" "$port" "$@" |
+        if [ "$hash" = plain ]; then sed 's/^\( *hash \$arg_name\) consistent;/\1;/'; else cat; fi \
+        >"$prefix/nginx.conf"
+    local directive='hash $arg_name consistent;'
+    [ "$hash" = consistent ] || directive='hash $arg_name;'
+    grep -qF "$directive" "$prefix/nginx.conf" ||
+        { echo "FAIL: no '$directive' in $prefix/nginx.conf" >&2; exit 1; }
     taskset -c "$server_cpus" nginx -p "$prefix/" -c "$prefix/nginx.conf" \
         -e "$prefix/error.log" &
     SERVER_PIDS+=("$!")
@@ -173,9 +185,21 @@ for i in $(seq "$instances"); do
     start_server u "$server_cpus" ./target/release/counterd --journal "$work/instance$i.journal"
     inst_urls+=("$u")
 done
-start_nginx front "${inst_urls[@]#http://}"
+start_nginx front consistent "${inst_urls[@]#http://}"
 for c in "${conns[@]}"; do
     wrk_run "nginx + $instances counterd" "$front" "$c" "${inst_urls[@]}"
+done
+
+# 2b. One instance more: which names would move? A second nginx in front of the same
+# instances and a new, empty one asks for every name: a name whose new owner is the new
+# instance answers 404 there (its counter stayed where it was: nothing moves data). With
+# plain `hash $arg_name` names also move between the old instances.
+start_server u "$server_cpus" ./target/release/counterd --journal "$work/instance-new.journal"
+for hash in consistent plain; do
+    start_nginx grown "$hash" "${inst_urls[@]#http://}" "${u#http://}"
+    moved=$(curl -s "$grown/get?name=k[0-$last]" | grep -c ' not found$' || true)
+    printf '%s	%s
+' "$hash" "$moved" >>"$work/moved.tsv"
 done
 cleanup_servers
 
@@ -247,3 +271,10 @@ echo "|---|---:|---:|---:|---:|---:|---|"
 awk -F'\t' '
     function sep(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
     { printf "| %s | %s | %s | %.2f | %.2f | %s | %s |\n", $1, $2, sep($3), $4, $5, sep($6), $7 }' "$rows"
+echo
+while IFS=$'\t' read -r hash moved; do
+    directive='hash $arg_name consistent'
+    [ "$hash" = consistent ] || directive='hash $arg_name'
+    echo "One instance more ($instances to $((instances + 1))) with \`$directive\`:" \
+        "$moved of $names names ($((100 * moved / names))%) change instance."
+done <"$work/moved.tsv"
