@@ -16,13 +16,15 @@
 #     with `hash $arg_name consistent` and then with plain `hash $arg_name`; every name
 #     is asked for, and the ones whose owner would change (they answer 404 from their new
 #     owner, for nothing moves their counters) are counted;
+#   - then kill -9 of one instance: its names must answer 502, all the others 200;
 #   - Redis Cluster (appendonly, appendfsync everysec, as counterd's --fsync everysec):
 #     FLUSHALL, then `redis-benchmark --cluster -t incr -cC -n REDIS_REQUESTS -r NAMES`;
-#     afterwards the counters of all masters must add up to exactly REDIS_REQUESTS.
+#     afterwards the counters of all masters must add up to exactly REDIS_REQUESTS;
+#     then kill -9 of one master, and what a surviving master answers for its own key.
 # Every server (counterd, nginx, redis-server) runs pinned to SERVER_CPUS, wrk and
 # redis-benchmark to LOAD_CPUS, all on 127.0.0.1; each system runs alone. Prints a
-# Markdown table (requests/s, p50 and p99 latency, requests, what the count check found)
-# and how many names change instance when one is added.
+# Markdown table (requests/s, p50 and p99 latency, requests, what the count check found),
+# how many names change instance when one is added, and what each kill did.
 #
 # Usage: scripts/cluster.sh [SECS]          (default 5 s a run: about 2 minutes in all)
 # Environment: INSTANCES=3  CONNS="1 10 100"  NAMES=1000  REDIS_REQUESTS=100000
@@ -180,10 +182,10 @@ stop_server "$LAST_SERVER_PID"
 
 # 2. INSTANCES counterd instances behind nginx.
 echo "nginx + $instances counterd" >&2
-inst_urls=()
+inst_urls=() inst_pids=()
 for i in $(seq "$instances"); do
     start_server u "$server_cpus" ./target/release/counterd --journal "$work/instance$i.journal"
-    inst_urls+=("$u")
+    inst_urls+=("$u") inst_pids+=("$LAST_SERVER_PID")
 done
 start_nginx front consistent "${inst_urls[@]#http://}"
 for c in "${conns[@]}"; do
@@ -198,26 +200,39 @@ start_server u "$server_cpus" ./target/release/counterd --journal "$work/instanc
 for hash in consistent plain; do
     start_nginx grown "$hash" "${inst_urls[@]#http://}" "${u#http://}"
     moved=$(curl -s "$grown/get?name=k[0-$last]" | grep -c ' not found$' || true)
-    printf '%s	%s
-' "$hash" "$moved" >>"$work/moved.tsv"
+    printf '%s\t%s\n' "$hash" "$moved" >>"$work/moved.tsv"
 done
+
+# 2c. kill -9 of the first instance: its names answer 502, every other name 200.
+held=$(curl -s "${inst_urls[0]}/get?name=k[0-$last]" | grep -c '^k[0-9]*: ' || true)
+kill -KILL "${inst_pids[0]}"
+stop_server "${inst_pids[0]}"
+codes=$(curl -s -o /dev/null -w '%{http_code}\n' "$front/get?name=k[0-$last]" | sort | uniq -c)
+n502=$(awk '$2 == 502 {print $1}' <<<"$codes") n200=$(awk '$2 == 200 {print $1}' <<<"$codes")
+if [ "${n502:-0}" != "$held" ] || [ "$((${n502:-0} + ${n200:-0}))" != "$names" ]; then
+    echo "FAIL: with the instance that held $held names killed, nginx answered: $codes" >&2
+    exit 1
+fi
+echo "kill -9 of one of $instances counterd instances: its $held names answer 502 at once," \
+    "the other $n200 names 200." >>"$work/kills.txt"
 cleanup_servers
 
 # 3. A Redis Cluster of INSTANCES masters, no replicas.
 if [ "$redis" = yes ]; then
     echo "Redis Cluster, $instances masters" >&2
     read -r -a ports <<<"$(free_ports $((2 * instances)))"
-    nodes=()
+    nodes=() redis_pids=()
     for i in $(seq 0 $((instances - 1))); do
         p=${ports[$i]} bus=${ports[$((instances + i))]}
         mkdir -p "$work/redis/$p"
         # cluster-port: the bus port chosen free here (its default, port + 10000, may not be).
+        # cluster-node-timeout 2 s (default 15 s): how soon the kill below is noticed.
         taskset -c "$server_cpus" redis-server --port "$p" --bind 127.0.0.1 \
-            --cluster-enabled yes --cluster-port "$bus" \
+            --cluster-enabled yes --cluster-port "$bus" --cluster-node-timeout 2000 \
             --cluster-config-file "$work/redis/nodes-$p.conf" --dir "$work/redis/$p" \
             --appendonly yes --appendfsync everysec --save "" \
             --logfile "$work/redis/$p.log" &
-        SERVER_PIDS+=("$!")
+        SERVER_PIDS+=("$!") redis_pids+=("$!")
         nodes+=("127.0.0.1:$p")
     done
     for p in "${ports[@]:0:$instances}"; do
@@ -254,6 +269,22 @@ if [ "$redis" = yes ]; then
             "$rps" "$p50" "$p99" "$redis_n" \
             "sum $sum = $redis_n requests; keys per master $spread" >>"$rows"
     done
+    # kill -9 of the first master (no replica to take over): how the others answer for
+    # a key of their own once they have noticed.
+    key=$(redis-cli -p "${ports[1]}" --scan --pattern 'counter:*' | awk 'NR == 1')
+    kill -KILL "${redis_pids[0]}"
+    stop_server "${redis_pids[0]}"
+    killed_at=$(date +%s%N) state=ok
+    for _ in $(seq 200); do
+        state=$(redis-cli -p "${ports[1]}" cluster info | sed -n 's/^cluster_state:\([a-z]*\).*/\1/p')
+        [ "$state" = fail ] && break
+        sleep 0.05
+    done
+    after=$(( ($(date +%s%N) - killed_at) / 1000000 ))
+    answer=$(redis-cli -p "${ports[1]}" get "$key" 2>&1)
+    echo "kill -9 of one of $instances Redis masters (no replicas): after $after ms" \
+        "cluster_state:$state, and a surviving master answers GET of its own key with" \
+        "'$answer'." >>"$work/kills.txt"
     cleanup_servers
 else
     echo "no redis-server from Debian's packages here: no Redis Cluster rows" >&2
@@ -278,3 +309,4 @@ while IFS=$'\t' read -r hash moved; do
     echo "One instance more ($instances to $((instances + 1))) with \`$directive\`:" \
         "$moved of $names names ($((100 * moved / names))%) change instance."
 done <"$work/moved.tsv"
+cat "$work/kills.txt"
