@@ -232,9 +232,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
 /// OPTIONS only, authority-form for CONNECT only. Every byte visible ASCII, and no fragment:
 /// `/get?name=i#x` would otherwise name the counter `i#x`.
 fn check_target(method: &str, target: &str) -> Result<(), Error> {
-    let visible = target
-        .bytes()
-        .all(|b| matches!(b, 0x21..=0x7e) && b != b'#');
+    let visible = target.bytes().all(|b| TARGET_BYTES[usize::from(b)]);
     let form_fits = match target.as_bytes() {
         [b'/', ..] => true,
         b"*" => method == "OPTIONS",
@@ -295,25 +293,55 @@ fn valid_host(value: &[u8]) -> bool {
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, but without `,`, which in a
 /// field value reads as a list.
 fn reg_name(name: &[u8]) -> bool {
-    let mut i = 0;
-    while i < name.len() {
-        match name[i] {
-            b'%' => {
-                let hex = name.get(i + 1..i + 3);
-                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if unreserved(b) || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')') => {}
-            b'*' | b'+' | b';' | b'=' => {}
-            _ => return false,
-        }
-        i += 1;
+    if !name.iter().all(|&b| REG_NAME_BYTES[usize::from(b)]) {
+        return false;
     }
-    true
+    // Rare: each `%` starts two hex digits.
+    let mut escapes = name.iter().enumerate().filter(|&(_, &b)| b == b'%');
+    escapes.all(|(i, _)| {
+        name.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
+
+/// A byte table per rule, as httparse keeps its own: one load per byte of every request.
+macro_rules! byte_table {
+    (|$b:ident| $accept:expr) => {{
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            table[i] = $accept;
+            i += 1;
+        }
+        table
+    }};
+}
+
+/// Bytes of a target: visible ASCII, and no `#`.
+static TARGET_BYTES: [bool; 256] = byte_table!(|b| matches!(b, 0x21..=0x7e) && b != b'#');
+
+/// Bytes of a reg-name: unreserved, sub-delims but `,`, and the `%` of an escape.
+static REG_NAME_BYTES: [bool; 256] = byte_table!(|b| {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b';'
+                | b'='
+                | b'%'
+        )
+});
 
 /// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
 fn ip_future(literal: &[u8]) -> bool {
