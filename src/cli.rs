@@ -40,6 +40,9 @@ Options:
                                with --journal: fdatasync every turn's records before
                                answering (always), at most once a second (everysec), or
                                leave it to the kernel (no) [default: everysec]
+      --journal-recover        with --journal: where a damaged turn has valid turns after
+                               it and --fsync always would refuse to start, start from the
+                               point before it, keeping the rest in a side file
       --work-us N              teaching device: block N µs in every request, to show what
                                blocking does to a single-threaded loop [default: 0]
   -v, --verbose                log every request (same as RUST_LOG=debug)
@@ -178,6 +181,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                     },
                 )?
             }
+            Long("journal-recover") => o.journal_recover = true,
             Long("work-us") => {
                 o.work = value(
                     &mut p,
@@ -203,6 +207,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     }
     if burst.is_some() && rate.is_none() {
         return Err(Error("--burst needs --rate".into()));
+    }
+    if o.journal_recover && o.journal.is_none() {
+        return Err(Error("--journal-recover needs --journal".into()));
     }
     o.rate = rate.map(|r| Rate::new(r, burst));
     Ok(Command::Run(o))
@@ -343,6 +350,8 @@ mod tests {
             &["--fsync", "sometimes"],
             &["--journal", ""],
             &["--journal"],
+            &["--journal-recover"],
+            &["--journal-recover=yes", "--journal", "j"],
             &["--bind", "127.0.0.1:80"],
             &["--bind"],
         ] {
@@ -390,6 +399,16 @@ mod tests {
         assert!(e.contains("--idle-timeout") && e.contains("a year"), "{e}");
         let e = run(&["--backlog", "0"]).unwrap_err();
         assert!(e.contains("--backlog") && e.contains("65535"), "{e}");
+    }
+
+    #[test]
+    fn journal_recover_is_a_switch_for_a_journal() {
+        let o = run(&["--journal", "j", "--fsync", "always", "--journal-recover"]).unwrap();
+        assert!(o.journal_recover && o.fsync == Fsync::Always);
+        assert!(!run(&["--journal", "j"]).unwrap().journal_recover);
+        let e = run(&["--journal-recover"]).unwrap_err();
+        assert!(e.contains("--journal-recover needs --journal"), "{e}");
+        assert!(usage().contains("--journal-recover"));
     }
 
     #[test]

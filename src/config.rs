@@ -27,6 +27,8 @@ pub struct Config {
     pub work: Duration,
     pub journal: Option<PathBuf>,
     pub fsync: Fsync,
+    /// `--journal-recover`: take the point-in-time cut even where `--fsync always` refuses.
+    pub journal_recover: bool,
     pub verbose: bool,
 }
 
@@ -44,6 +46,7 @@ impl Default for Config {
             work: Duration::ZERO,
             journal: None,
             fsync: Fsync::EverySec,
+            journal_recover: false,
             verbose: false,
         }
     }

@@ -614,20 +614,21 @@ fn answer_at(out: &[u8], head_only: bool) -> (u16, usize, bool) {
 // journal
 
 /// Journal replay on arbitrary bytes never panics, and its verdict is one of: a fresh
-/// journal, whole records (perhaps a torn tail cut off), or damage at an offset inside the
-/// input. Then the input, read as `(name, value)` pairs, is written as records, replayed
-/// and compacted, and both give back exactly the counters written.
+/// journal, whole turns (or records) with what follows them described, or damage at an
+/// offset inside the input. Then the input, read as `(name, value)` pairs, is written as
+/// turns, replayed and compacted, and both give back exactly the counters written.
 pub fn journal(data: &[u8]) {
-    use crate::journal;
+    use crate::journal::{self, Seal, Tail};
     let mut store = Store::new(1000);
     match journal::replay(data, &mut store) {
         Ok(r) => {
             assert!(r.good <= data.len());
-            assert_eq!(
-                r.torn,
-                r.good < data.len(),
-                "only a torn tail is left unread"
-            );
+            match r.tail {
+                Tail::None => assert_eq!(r.good, data.len(), "only a tail is left unread"),
+                Tail::Torn => assert!(r.good < data.len()),
+                Tail::ValidAfter { next } => assert!(r.good <= next && next < data.len()),
+                Tail::Unchecked { nul } => assert!(r.good <= nul && data[nul] == 0),
+            }
             if r.good > 0 {
                 assert_eq!(data[r.good - 1], b'\n');
             }
@@ -638,10 +639,14 @@ pub fn journal(data: &[u8]) {
         Err(e) => assert!(e.offset < data.len(), "{e}"),
     }
 
-    // Round trip: names are any UTF-8 (lossily made from the input), values any i64.
+    // Round trip: names are any UTF-8 (lossily made from the input), values any i64, a
+    // turn every few changes.
+    let salt = crate::journal::crc32c::checksum(data);
+    let seal = Seal::new(salt);
     let mut model: Vec<(String, i64)> = Vec::new();
-    let mut records = journal::HEADER.to_vec();
-    for chunk in data.chunks(12).take(64) {
+    let mut file = journal::compacted([], salt);
+    let mut turn = Vec::new();
+    for (k, chunk) in data.chunks(12).take(64).enumerate() {
         let (name, value) = chunk.split_at(chunk.len().saturating_sub(8));
         let name = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() {
@@ -651,22 +656,32 @@ pub fn journal(data: &[u8]) {
         v[..value.len()].copy_from_slice(value);
         let value = i64::from_le_bytes(v);
         if value % 3 == 0 && model.iter().any(|(n, old)| *n == name && *old < i64::MAX) {
-            journal::inc(&mut records, &name);
+            journal::inc(&mut turn, &name);
             let entry = model.iter_mut().find(|(n, _)| *n == name).unwrap();
             entry.1 += 1;
         } else {
-            journal::set(&mut records, &name, value);
+            journal::set(&mut turn, &name, value);
             match model.iter_mut().find(|(n, _)| *n == name) {
                 Some(entry) => entry.1 = value,
                 None => model.push((name, value)),
             }
         }
+        if k % 3 == 2 {
+            file.extend_from_slice(&turn);
+            seal.commit(&turn, &mut file);
+            turn.clear();
+        }
+    }
+    if !turn.is_empty() {
+        file.extend_from_slice(&turn);
+        seal.commit(&turn, &mut file);
     }
     let mut back = Store::new(1000);
-    let r = journal::replay(&records, &mut back).expect("records we wrote replay");
-    assert_eq!((r.good, r.torn), (records.len(), false));
+    let r = journal::replay(&file, &mut back).expect("turns we wrote replay");
+    assert_eq!((r.good, r.tail), (file.len(), Tail::None));
     let mut compacted = Store::new(1000);
-    journal::replay(&journal::compacted(back.iter()), &mut compacted).expect("compacted form");
+    journal::replay(&journal::compacted(back.iter(), !salt), &mut compacted)
+        .expect("compacted form");
     assert_eq!(back.len(), model.len());
     assert_eq!(compacted.len(), model.len());
     for (name, value) in &model {

@@ -65,7 +65,8 @@ fn a_restart_keeps_every_counter_and_does_not_preload_again() {
     server.get("/set?name=a%20b%0Ac&val=-7").assert(200, "ok\n");
     stop(server);
     let text = std::fs::read_to_string(dir.file()).unwrap();
-    assert!(text.starts_with("counterd-journal 1\n"), "{text}");
+    assert!(text.starts_with("counterd-journal 2 "), "{text}");
+    assert!(text.contains("\ncommit "), "{text}");
     let server = start(&dir.file(), &[]);
     server.get("/get?name=i").assert(200, "i: 42\n");
     server.get("/get?name=j").assert(200, "j: 0\n");
