@@ -9,10 +9,10 @@
 //! counterd-journal 2 5f3a9c01
 //! set i 0
 //! set hello%20world -5
-//! commit 2 29 8ad2a3cf
+//! commit 2 29 52fbeba1
 //! inc i
 //! inc i
-//! commit 2 12 0b1e6c43
+//! commit 2 12 76fd6380
 //! ```
 //!
 //! `commit COUNT BYTES CRC`: the turn's record count, the length of its records in bytes,
@@ -545,6 +545,20 @@ mod tests {
         // Fed in pieces, the same.
         let reg = crc32c::update(crc32c::update(!0, b"1234"), b"56789");
         assert_eq!(!reg, 0xE306_9283);
+    }
+
+    #[test]
+    fn the_documented_examples_check_out() {
+        // This module's and docs/reference.md's, as they are written there.
+        for text in [
+            "counterd-journal 2 5f3a9c01\nset i 0\nset hello%20world -5\ncommit 2 29 52fbeba1\n\
+             inc i\ninc i\ncommit 2 12 76fd6380\n",
+            "counterd-journal 2 5f3a9c01\nset i 0\nset a%20b -7\ncommit 2 21 19af8f0f\n\
+             inc a%20b\ninc i\ncommit 2 16 4b046c5c\n",
+        ] {
+            let r = replay(text.as_bytes(), &mut store()).unwrap();
+            assert_eq!((r.turns, r.records, r.tail), (2, 4, Tail::None), "{text}");
+        }
     }
 
     #[test]
