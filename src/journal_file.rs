@@ -112,7 +112,8 @@ pub struct JournalFile<S: Storage = Os> {
     pub compacted: u64,
     /// Written but not yet synced, since when.
     dirty_since: Option<Instant>,
-    /// The checksum state of the current file's first line, which every commit continues.
+    /// The current file's salt, and the checksum state of its first line, which every
+    /// commit line continues.
     salt: u32,
     seal: Seal,
     /// A turn's records and its commit line, for one `write`.
@@ -159,7 +160,11 @@ impl<S: Storage> JournalFile<S> {
         let good = replayed.good;
         let rest = data.len() - good;
         match (replayed.action(fsync, recover), replayed.tail) {
-            (Action::Refuse, Tail::ValidAfter { next }) => {
+            (Action::Refuse, tail) => {
+                let next = match tail {
+                    Tail::ValidAfter { next } => next,
+                    _ => unreachable!("only valid turns after a bad one are refused"),
+                };
                 return Err(OpenError::Damaged(format!(
                     "{shown}: journal damaged at byte {good}: a turn that is incomplete or \
                      fails its checksum, with valid turns after it (the first at byte {next}); \
@@ -169,8 +174,15 @@ impl<S: Storage> JournalFile<S> {
                 )));
             }
             (Action::SetAside, tail) => {
-                let aside = set_aside(&mut storage, path, good, &data[good..])
-                    .map_err(|e| OpenError::Io(file_error(path, "keep the rest of", e)))?;
+                let aside = set_aside(&mut storage, path, good, &data[good..]).map_err(|e| {
+                    OpenError::Io(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot write a side file next to the journal {shown}: {e}; \
+                             not starting without the {rest} bytes from byte {good}"
+                        ),
+                    ))
+                })?;
                 let aside = aside.display();
                 match tail {
                     Tail::Unchecked { nul } => warn!(
