@@ -137,6 +137,31 @@ QUERIES = {
 }
 
 
+# journal_crash: mode (0 always, 1 everysec, 2 no), turns, page size (0: 1 byte, 1: 3, 2: 16,
+# 3: 64, 4: 4096), salt (2 bytes), per turn a count byte and one byte per change, the synced
+# turn (everysec only), then per 8 pages a kept mask and a stale mask, and the size byte.
+# See `journal_crash` in src/fuzzing.rs.
+def crash(mode, turns, page, kept, stale, size, synced=None):
+    out = bytes([mode, turns - 1, page, 0x5f, 0x3a])
+    for k in range(turns):
+        out += bytes([k % 4]) + bytes([(k * 37 + c * 11) & 0xff for c in range(1 + k % 4)])
+    if synced is not None:
+        out += bytes([synced])
+    return out + bytes([kept, stale] * 8) + bytes([size])
+
+
+CRASHES = {
+    "always-whole": crash(0, 6, 2, 0xff, 0, 0),
+    "always-cut": crash(0, 6, 1, 0xff, 0, 0x83),
+    "always-torn-gap": crash(0, 6, 1, 0b11100011, 0, 0),
+    "everysec-later-kept": crash(1, 10, 2, 0b11111100, 0, 0, synced=3),
+    "everysec-hole-old-bytes": crash(1, 10, 2, 0b11110011, 0xff, 0, synced=2),
+    "everysec-size-short": crash(1, 10, 3, 0b00000111, 0, 2, synced=5),
+    "no-every-other-page": crash(2, 12, 2, 0b01010101, 0b00110011, 1),
+    "no-nothing-kept": crash(2, 12, 4, 0, 0, 0),
+}
+
+
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -162,3 +187,5 @@ for i, k in enumerate(["pipelined", "burst-inc", "curl-session", "chunked-then-g
           bytes([flags, later * 16 + len(table)]) + table + STREAMS[k])
 for k, v in QUERIES.items():
     write("query", k, v)
+for k, v in CRASHES.items():
+    write("journal_crash", k, v)

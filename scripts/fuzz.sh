@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 sanitizer=${FUZZ_SANITIZER:-none}
-targets=${FUZZ_TARGETS:-"parse_request query connection journal"}
+targets=${FUZZ_TARGETS:-"parse_request query connection journal journal_crash"}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz" >&2

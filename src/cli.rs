@@ -41,6 +41,9 @@ Options:
                                with --journal: fdatasync every turn's records before
                                answering (always), at most once a second (everysec), or
                                leave it to the kernel (no) [default: everysec]
+      --journal-recover        with --journal: where a damaged turn has valid turns after
+                               it and --fsync always would refuse to start, start from the
+                               point before it, keeping the rest in a side file
       --work-us N              teaching device: every counter request needs N µs of work
                                before its answer, standing for a slow call [default: 0]
       --work sleep|spin|timer|pool
@@ -204,6 +207,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
                     s.parse::<usize>().ok().filter(|n| (1..=1024).contains(n))
                 })?
             }
+            Long("journal-recover") => o.journal_recover = true,
             Long("work-us") => {
                 o.work.time = value(
                     &mut p,
@@ -229,6 +233,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     }
     if burst.is_some() && rate.is_none() {
         return Err(Error("--burst needs --rate".into()));
+    }
+    if o.journal_recover && o.journal.is_none() {
+        return Err(Error("--journal-recover needs --journal".into()));
     }
     o.rate = rate.map(|r| Rate::new(r, burst));
     Ok(Command::Run(o))
@@ -369,6 +376,8 @@ mod tests {
             &["--fsync", "sometimes"],
             &["--journal", ""],
             &["--journal"],
+            &["--journal-recover"],
+            &["--journal-recover=yes", "--journal", "j"],
             &["--bind", "127.0.0.1:80"],
             &["--bind"],
         ] {
@@ -416,6 +425,16 @@ mod tests {
         assert!(e.contains("--idle-timeout") && e.contains("a year"), "{e}");
         let e = run(&["--backlog", "0"]).unwrap_err();
         assert!(e.contains("--backlog") && e.contains("65535"), "{e}");
+    }
+
+    #[test]
+    fn journal_recover_is_a_switch_for_a_journal() {
+        let o = run(&["--journal", "j", "--fsync", "always", "--journal-recover"]).unwrap();
+        assert!(o.journal_recover && o.fsync == Fsync::Always);
+        assert!(!run(&["--journal", "j"]).unwrap().journal_recover);
+        let e = run(&["--journal-recover"]).unwrap_err();
+        assert!(e.contains("--journal-recover needs --journal"), "{e}");
+        assert!(usage().contains("--journal-recover"));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     pub pool_threads: usize,
     pub journal: Option<PathBuf>,
     pub fsync: Fsync,
+    /// `--journal-recover`: take the point-in-time cut even where `--fsync always` refuses.
+    pub journal_recover: bool,
     pub verbose: bool,
 }
 
@@ -49,6 +51,7 @@ impl Default for Config {
             pool_threads: 16,
             journal: None,
             fsync: Fsync::EverySec,
+            journal_recover: false,
             verbose: false,
         }
     }

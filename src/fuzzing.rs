@@ -6,8 +6,9 @@
 //! - [`query`]: the `x-www-form-urlencoded` decoder, against a reference and in round trips.
 //! - [`connection`]: the per-connection state machine fed one stream cut into arbitrary
 //!   reads, compared with the same stream fed in one piece and with a model of the framing.
-//! - [`journal`]: journal replay on arbitrary bytes, and records written, replayed and
-//!   compacted round trip.
+//! - [`journal`]: journal replay on arbitrary bytes, and turns written and read back.
+//! - [`journal_crash`]: journal replay over what a power cut leaves of a journal, against
+//!   the oracle of the crash simulator (`journal_sim.rs`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -715,20 +716,21 @@ fn answer_at(out: &[u8], head_only: bool) -> (u16, usize, bool) {
 // journal
 
 /// Journal replay on arbitrary bytes never panics, and its verdict is one of: a fresh
-/// journal, whole records (perhaps a torn tail cut off), or damage at an offset inside the
-/// input. Then the input, read as `(name, value)` pairs, is written as records, replayed
-/// and compacted, and both give back exactly the counters written.
+/// journal, whole turns (or records) with what follows them described, or damage at an
+/// offset inside the input. Then the input, read as `(name, value)` pairs, is written as
+/// turns, replayed and compacted, and both give back exactly the counters written.
 pub fn journal(data: &[u8]) {
-    use crate::journal;
+    use crate::journal::{self, Seal, Tail};
     let mut store = Store::new(1000);
     match journal::replay(data, &mut store) {
         Ok(r) => {
             assert!(r.good <= data.len());
-            assert_eq!(
-                r.torn,
-                r.good < data.len(),
-                "only a torn tail is left unread"
-            );
+            match r.tail {
+                Tail::None => assert_eq!(r.good, data.len(), "only a tail is left unread"),
+                Tail::Torn => assert!(r.good < data.len()),
+                Tail::ValidAfter { next } => assert!(r.good <= next && next < data.len()),
+                Tail::Unchecked { nul } => assert!(r.good <= nul && data[nul] == 0),
+            }
             if r.good > 0 {
                 assert_eq!(data[r.good - 1], b'\n');
             }
@@ -739,10 +741,14 @@ pub fn journal(data: &[u8]) {
         Err(e) => assert!(e.offset < data.len(), "{e}"),
     }
 
-    // Round trip: names are any UTF-8 (lossily made from the input), values any i64.
+    // Round trip: names are any UTF-8 (lossily made from the input), values any i64, a
+    // turn every few changes.
+    let salt = crate::journal::crc32c::checksum(data);
+    let seal = Seal::new(salt);
     let mut model: Vec<(String, i64)> = Vec::new();
-    let mut records = journal::HEADER.to_vec();
-    for chunk in data.chunks(12).take(64) {
+    let mut file = journal::compacted([], salt);
+    let mut turn = Vec::new();
+    for (k, chunk) in data.chunks(12).take(64).enumerate() {
         let (name, value) = chunk.split_at(chunk.len().saturating_sub(8));
         let name = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() {
@@ -752,27 +758,175 @@ pub fn journal(data: &[u8]) {
         v[..value.len()].copy_from_slice(value);
         let value = i64::from_le_bytes(v);
         if value % 3 == 0 && model.iter().any(|(n, old)| *n == name && *old < i64::MAX) {
-            journal::inc(&mut records, &name);
+            journal::inc(&mut turn, &name);
             let entry = model.iter_mut().find(|(n, _)| *n == name).unwrap();
             entry.1 += 1;
         } else {
-            journal::set(&mut records, &name, value);
+            journal::set(&mut turn, &name, value);
             match model.iter_mut().find(|(n, _)| *n == name) {
                 Some(entry) => entry.1 = value,
                 None => model.push((name, value)),
             }
         }
+        if k % 3 == 2 {
+            file.extend_from_slice(&turn);
+            seal.commit(&turn, &mut file);
+            turn.clear();
+        }
+    }
+    if !turn.is_empty() {
+        file.extend_from_slice(&turn);
+        seal.commit(&turn, &mut file);
     }
     let mut back = Store::new(1000);
-    let r = journal::replay(&records, &mut back).expect("records we wrote replay");
-    assert_eq!((r.good, r.torn), (records.len(), false));
+    let r = journal::replay(&file, &mut back).expect("turns we wrote replay");
+    assert_eq!((r.good, r.tail), (file.len(), Tail::None));
     let mut compacted = Store::new(1000);
-    journal::replay(&journal::compacted(back.iter()), &mut compacted).expect("compacted form");
+    journal::replay(&journal::compacted(back.iter(), !salt), &mut compacted)
+        .expect("compacted form");
     assert_eq!(back.len(), model.len());
     assert_eq!(compacted.len(), model.len());
     for (name, value) in &model {
         assert_eq!(back.get(name), Some(*value), "{name:?}");
         assert_eq!(compacted.get(name), Some(*value), "{name:?}");
+    }
+}
+
+/// Journal replay over the states a power cut leaves. The input writes a journal as
+/// counterd does (a compacted part, then turns), says how much of it `--fsync` had synced,
+/// and what the crash kept of the rest: which pages (of a size it picks) reached the disk,
+/// whether each lost one reads as NULs or as an older journal's bytes, and where the size
+/// stopped. Replay must recover exactly what the crash simulator's oracle reads from the
+/// bytes — the counters after the last turn that is all there, cut as a torn tail or with
+/// valid turns after it — keep every synced turn, and under `always` never meet valid
+/// turns after a bad one.
+///
+/// Layout: mode, turns, page size, salt (2 bytes), then the changes (one byte each, as
+/// many as the turns take), the synced turn (everysec), then the crash: one byte per 8
+/// pages (kept or lost), one per 8 lost pages (NULs or old bytes), one for the size.
+pub fn journal_crash(data: &[u8]) {
+    use crate::config::Fsync;
+    use crate::journal::{self, Seal, Tail};
+    use crate::journal_sim::{Expect, Tag, oracle};
+
+    let mut input = data.iter().copied();
+    let mut byte = move || input.next().unwrap_or(0);
+    let fsync = [Fsync::Always, Fsync::EverySec, Fsync::No][usize::from(byte() % 3)];
+    let turns = 1 + usize::from(byte() % 16);
+    let page = [1, 3, 16, 64, 4096][usize::from(byte() % 5)];
+    let salt = u32::from(byte()) << 8 | u32::from(byte());
+    const NAMES: [&str; 4] = ["i", "j", "a b", "n"];
+    let state = |s: &Store| {
+        let mut v: Vec<(String, i64)> = s.iter().map(|(n, v)| (n.to_string(), v)).collect();
+        v.sort();
+        v
+    };
+
+    // The journal as written, turn by turn, and the counters after each.
+    let mut store = Store::new(100);
+    store.set("i", 0).unwrap();
+    let mut w = journal::compacted(state(&store).iter().map(|(n, v)| (n.as_str(), *v)), salt);
+    let mut segments = vec![(0, w.len(), Tag::Compacted(0))];
+    let mut states = vec![state(&store)];
+    let seal = Seal::new(salt);
+    for k in 1..=turns {
+        let mut records = Vec::new();
+        for c in 0..1 + byte() % 4 {
+            let b = byte();
+            let name = NAMES[usize::from(b % 4)];
+            if c == 0 || b & 4 != 0 {
+                let v = i64::from(b as i8) << (b >> 5);
+                store.set(name, v).unwrap();
+                journal::set(&mut records, name, v);
+            } else if store.inc(name).is_ok() {
+                journal::inc(&mut records, name);
+            }
+        }
+        let start = w.len();
+        w.extend_from_slice(&records);
+        seal.commit(&records, &mut w);
+        segments.push((start, w.len(), Tag::Turn(k)));
+        states.push(state(&store));
+    }
+    // What was synced: every turn but the last under `always`; some under `everysec`;
+    // only the compacted part (the rewrite's own fsync) under `no`.
+    let synced = match fsync {
+        Fsync::Always => turns - 1,
+        Fsync::EverySec => usize::from(byte()) % (turns + 1),
+        Fsync::No => 0,
+    };
+    let durable = segments[synced].1;
+    // An older journal, whose bytes a reused block may hold.
+    let mut old = journal::compacted([("j", 1), ("i", 99)], salt ^ 0xa5a5);
+    for _ in 0..32 {
+        old.extend_from_slice(b"inc i\n");
+        Seal::new(salt ^ 0xa5a5).commit(b"inc i\n", &mut old);
+    }
+
+    // The crash.
+    let mut f = w.clone();
+    let first = durable / page;
+    let pages = w.len().div_ceil(page) - first;
+    let (mut kept, mut stale) = (0u8, 0u8);
+    let mut last_kept_end = durable;
+    for p in 0..pages {
+        if p % 8 == 0 {
+            (kept, stale) = (byte(), byte());
+        }
+        let range = ((first + p) * page).max(durable)..((first + p + 1) * page).min(w.len());
+        if kept & (1 << (p % 8)) != 0 {
+            last_kept_end = range.end;
+            continue;
+        }
+        for i in range {
+            f[i] = if stale & (1 << (p % 8)) != 0 {
+                old.get(i).copied().unwrap_or(0)
+            } else {
+                0
+            };
+        }
+    }
+    let size = byte();
+    let len = match size % 4 {
+        0 | 1 => w.len(),
+        2 => last_kept_end,
+        _ => durable + usize::from(size >> 2) * (w.len() - durable) / 63,
+    };
+    f.truncate(len);
+
+    let Expect::Recover {
+        turn,
+        cut,
+        valid_after,
+    } = oracle(&segments, &w, &f)
+    else {
+        panic!(
+            "synced bytes cannot be lost: {:?}",
+            oracle(&segments, &w, &f)
+        );
+    };
+    let mut got = Store::new(100);
+    let r = journal::replay(&f, &mut got).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(state(&got), states[turn], "recovered to turn {turn}");
+    assert!(
+        turn >= synced,
+        "turn {synced} was synced, recovered to {turn}"
+    );
+    assert_eq!(r.good, cut.unwrap_or(f.len()));
+    let tail = match (cut, valid_after) {
+        (None, _) => Tail::None,
+        (Some(_), false) => Tail::Torn,
+        (Some(_), true) => match r.tail {
+            Tail::ValidAfter { next } => {
+                assert!(segments.iter().any(|s| s.0 == next), "{next} starts a turn");
+                r.tail
+            }
+            other => panic!("want valid turns after the cut, got {other:?}"),
+        },
+    };
+    assert_eq!(r.tail, tail);
+    if fsync == Fsync::Always {
+        assert!(!valid_after, "under always only the last turn is unsynced");
     }
 }
 

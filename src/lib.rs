@@ -22,6 +22,8 @@ pub mod fuzzing;
 pub mod http;
 pub mod journal;
 pub mod journal_file;
+#[cfg(any(test, feature = "test-support"))]
+pub mod journal_sim;
 pub mod metrics;
 pub mod os;
 pub mod pool;

@@ -99,18 +99,21 @@ fn serve(config: &Config) -> Result<(), Stop> {
             }
             None
         }
-        Some(path) => match JournalFile::open(path, config.fsync, &mut store, &PRELOAD) {
-            Ok(j) => Some(j),
-            Err(OpenError::Path(e)) => {
-                error!("cannot open the journal {}: {e}", path.display());
-                return Err(Stop::Code(ExitCode::from(2)));
+        Some(path) => {
+            let (fsync, recover) = (config.fsync, config.journal_recover);
+            match JournalFile::open(path, fsync, recover, &mut store, &PRELOAD) {
+                Ok(j) => Some(j),
+                Err(OpenError::Path(e)) => {
+                    error!("cannot open the journal {}: {e}", path.display());
+                    return Err(Stop::Code(ExitCode::from(2)));
+                }
+                Err(OpenError::Damaged(why)) => {
+                    error!("{why}; refusing to start rather than drop data");
+                    return Err(Stop::Code(ExitCode::FAILURE));
+                }
+                Err(OpenError::Io(e)) => return Err(Stop::Io(e)),
             }
-            Err(OpenError::Damaged(why)) => {
-                error!("{why}; refusing to start rather than drop data");
-                return Err(Stop::Code(ExitCode::FAILURE));
-            }
-            Err(OpenError::Io(e)) => return Err(Stop::Io(e)),
-        },
+        }
     };
     let mut state = State::new(store, config, HttpDate::new(SystemTime::now()));
     state.process = os::sample;

@@ -66,3 +66,8 @@ fn connection_corpus() {
 fn journal_corpus() {
     replay("journal", counterd::fuzzing::journal);
 }
+
+#[test]
+fn journal_crash_corpus() {
+    replay("journal_crash", counterd::fuzzing::journal_crash);
+}

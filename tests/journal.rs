@@ -1,5 +1,6 @@
 //! `--journal`, against the real binary: restarts, `kill -9` under load, a torn tail,
-//! damage, an unwritable path, and a disk that fills up while serving.
+//! damage, an unwritable path, a disk that fills up while serving, and the shapes a power
+//! cut leaves (holes before valid turns, old journals with NULs) under each `--fsync`.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{Server, run_bin, server_bin};
+use counterd::journal::{Seal, compacted};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -65,7 +67,8 @@ fn a_restart_keeps_every_counter_and_does_not_preload_again() {
     server.get("/set?name=a%20b%0Ac&val=-7").assert(200, "ok\n");
     stop(server);
     let text = std::fs::read_to_string(dir.file()).unwrap();
-    assert!(text.starts_with("counterd-journal 1\n"), "{text}");
+    assert!(text.starts_with("counterd-journal 2 "), "{text}");
+    assert!(text.contains("\ncommit "), "{text}");
     let server = start(&dir.file(), &[]);
     server.get("/get?name=i").assert(200, "i: 42\n");
     server.get("/get?name=j").assert(200, "j: 0\n");
@@ -288,4 +291,168 @@ fn a_journal_past_twice_its_compacted_size_and_4_mib_is_rewritten() {
         .get(&format!("/get?name={name}"))
         .assert(200, &format!("{name}: 19999\n"));
     stop(server);
+}
+
+/// A journal as counterd writes it: compacted from `pairs` under `salt`, then one turn per
+/// entry of `turns`; also where each turn starts.
+fn turns(salt: u32, pairs: &[(&str, i64)], turns: &[&str]) -> (Vec<u8>, Vec<usize>) {
+    let mut j = compacted(pairs.iter().copied(), salt);
+    let mut starts = Vec::new();
+    for records in turns {
+        starts.push(j.len());
+        j.extend_from_slice(records.as_bytes());
+        Seal::new(salt).commit(records.as_bytes(), &mut j);
+    }
+    (j, starts)
+}
+
+/// The side files next to `journal`.
+fn side_files(journal: &Path) -> Vec<PathBuf> {
+    let name = journal.file_name().unwrap().to_string_lossy().into_owned() + ".aside-";
+    let mut found: Vec<PathBuf> = std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .collect();
+    found.sort();
+    found
+}
+
+fn refused(journal: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--journal", journal.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("0");
+    let out = run_bin(&server_bin(), &args, WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    stderr
+}
+
+#[test]
+fn the_issues_old_journals_with_nul_holes_start_with_a_warning_naming_the_offset() {
+    // A later append reached the disk before an earlier one (everysec), and a write torn
+    // with a gap: both from issue 19, written by a counterd without commit lines.
+    let mut first = b"counterd-journal 1\nset c 1\n".to_vec();
+    first.extend_from_slice(&[0; 100]);
+    first.extend_from_slice(b"inc c\n");
+    let second = b"counterd-journal 1\nset c 1\ninc c\nin\0\0c\n".to_vec();
+    for (bytes, value, offset) in [(first, 1, 27), (second, 2, 33)] {
+        let dir = TempDir::new("nul");
+        std::fs::write(dir.file(), &bytes).unwrap();
+        let server = start(&dir.file(), &[]);
+        server
+            .get("/get?name=c")
+            .assert(200, &format!("c: {value}\n"));
+        let aside = side_files(&dir.file());
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let stderr = server.stderr_with("kept in");
+        assert!(stderr.contains(&format!("up to byte {offset}")), "{stderr}");
+        assert!(stderr.contains(&aside[0].display().to_string()), "{stderr}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), &bytes[offset..]);
+        server.get("/inc?name=c").assert(200, "ok\n");
+        stop(server);
+        // Rewritten in the new format; the side file stays.
+        let server = start(&dir.file(), &[]);
+        server
+            .get("/get?name=c")
+            .assert(200, &format!("c: {}\n", value + 1));
+        stop(server);
+        assert_eq!(side_files(&dir.file()), aside);
+    }
+}
+
+#[test]
+fn a_torn_last_turn_is_cut_off_in_every_mode() {
+    let (j, starts) = turns(11, &[("c", 0)], &["inc c\n", "inc c\ninc c\n"]);
+    let last = starts[1];
+    // Cut short, and with a hole of NULs inside the last turn.
+    let mut holed = j.clone();
+    holed[last + 3..last + 9].fill(0);
+    for (bytes, fsync) in [
+        (&j[..j.len() - 4], "always"),
+        (&holed[..], "always"),
+        (&holed[..], "no"),
+    ] {
+        let dir = TempDir::new("torn2");
+        std::fs::write(dir.file(), bytes).unwrap();
+        let server = start(&dir.file(), &["--fsync", fsync]);
+        server.get("/get?name=c").assert(200, "c: 1\n");
+        let stderr = server.stderr_with("torn");
+        assert!(
+            stderr.contains(&format!(
+                "torn last turn ({} bytes at byte {last})",
+                bytes.len() - last
+            )),
+            "{stderr}"
+        );
+        assert!(side_files(&dir.file()).is_empty());
+        stop(server);
+    }
+}
+
+#[test]
+fn a_bad_turn_before_valid_ones_is_cut_and_set_aside_under_everysec() {
+    let (mut j, starts) = turns(12, &[("c", 0)], &["inc c\n", "inc c\n", "inc c\nset d 5\n"]);
+    j[starts[1]..starts[2]].fill(0); // the page of turn 2 never reached the disk
+    let dir = TempDir::new("aside");
+    std::fs::write(dir.file(), &j).unwrap();
+    let server = start(&dir.file(), &[]);
+    server.get("/get?name=c").assert(200, "c: 1\n");
+    server.get("/get?name=d").assert(404, "d not found\n");
+    let aside = side_files(&dir.file());
+    assert_eq!(
+        aside,
+        [dir.0.join(format!("counters.journal.aside-{}", starts[1]))]
+    );
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), &j[starts[1]..]);
+    let stderr = server.stderr_with("kept in");
+    assert!(stderr.contains(&format!("byte {}", starts[1])), "{stderr}");
+    assert!(stderr.contains(&aside[0].display().to_string()), "{stderr}");
+    stop(server);
+}
+
+#[test]
+fn a_bad_turn_before_valid_ones_under_always_refuses_unless_asked_to_recover() {
+    let (mut j, starts) = turns(13, &[("c", 0)], &["inc c\n", "inc c\n", "inc c\n"]);
+    j[starts[1] + 2] = b'X';
+    let dir = TempDir::new("always");
+    std::fs::write(dir.file(), &j).unwrap();
+    let stderr = refused(&dir.file(), &["--fsync", "always"]);
+    assert!(
+        stderr.contains(&format!("journal damaged at byte {}", starts[1])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--journal-recover"), "{stderr}");
+    assert_eq!(std::fs::read(dir.file()).unwrap(), j, "left as it was");
+    assert!(side_files(&dir.file()).is_empty());
+
+    let server = start(&dir.file(), &["--fsync", "always", "--journal-recover"]);
+    server.get("/get?name=c").assert(200, "c: 1\n");
+    let aside = side_files(&dir.file());
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), &j[starts[1]..]);
+    let stderr = server.stderr_with("kept in");
+    assert!(stderr.contains(&aside[0].display().to_string()), "{stderr}");
+    stop(server);
+}
+
+#[test]
+fn damage_in_the_compacted_part_is_exit_1_in_every_mode() {
+    let (mut j, starts) = turns(14, &[("a", 1), ("b", 2)], &["inc a\n"]);
+    let first_turn = compacted([], 14).len() - "commit 0 0 00000000\n".len();
+    j[starts[0] - 5] ^= 1; // inside the compacted turn's checksum
+    let dir = TempDir::new("compacted");
+    std::fs::write(dir.file(), &j).unwrap();
+    for extra in [
+        &["--fsync", "no"][..],
+        &["--fsync", "always", "--journal-recover"],
+    ] {
+        let stderr = refused(&dir.file(), extra);
+        assert!(
+            stderr.contains(&format!("byte {first_turn}: the compacted part")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.file()).unwrap(), j, "left as it was");
 }
