@@ -77,12 +77,14 @@ check_count() {
 }
 
 # build_go_peers: builds the Go post's servers (examples/go) into target/go/go-mutex and
-# target/go/go-channel, installing Debian's Go toolchain if `go` is missing.
+# target/go/go-channel, and their trace converter into target/go/trace2json, installing
+# Debian's Go toolchain if `go` is missing.
 build_go_peers() {
     need go golang-go
     mkdir -p target/go
     # go needs a build cache; without HOME (some CI environments) keep it under target/.
     [ -n "${HOME:-}" ] || export GOCACHE="$PWD/target/go/cache" GOPATH="$PWD/target/go/path"
     (cd examples/go && go build -o ../../target/go/go-mutex ./mutex &&
-        go build -o ../../target/go/go-channel ./channel)
+        go build -o ../../target/go/go-channel ./channel &&
+        go build -o ../../target/go/trace2json ./cmd/trace2json)
 }

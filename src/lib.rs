@@ -4,9 +4,10 @@
 //! A sans-I/O core takes bytes and time in and gives bytes and decisions out:
 //! [`config`] (what the command line says, via [`cli`]), [`store`], [`query`], [`http`],
 //! [`router`], [`conn`], [`work`], [`admission`], [`ratelimit`], [`timers`], [`journal`],
-//! [`metrics`]. One I/O driver does the rest: [`reactor`] (the loop), with [`pump`] (one
-//! socket's reads and writes), [`pool`] (worker threads for `--work pool`),
-//! [`journal_file`] and [`os`] (setup and `/proc`). Start reading at `reactor.rs`.
+//! [`metrics`], [`trace`] (the flight recorder). One I/O driver does the rest: [`reactor`]
+//! (the loop), with [`pump`] (one socket's reads and writes), [`pool`] (worker threads for
+//! `--work pool`), [`journal_file`] and [`os`] (setup and `/proc`). Start reading at
+//! `reactor.rs`.
 //!
 //! Dependencies point one way, from the driver down to the core:
 //! `reactor → pump → conn → http`, `reactor → router → store`, `reactor → pool`, and
@@ -36,4 +37,5 @@ pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 pub mod timers;
+pub mod trace;
 pub mod work;

@@ -153,3 +153,46 @@ fn get_inc_and_set_existing_allocate_nothing_per_request() {
         "the counting allocator sees allocations"
     );
 }
+
+/// The flight recorder is always on, so it must cost no allocation: after `new`, recording
+/// turns, events, waits and pool jobs (the ring wrapping many times) and rendering it into
+/// a buffer sized once with `max_json_bytes` allocate nothing.
+#[test]
+fn the_flight_recorder_allocates_nothing_after_construction() {
+    use counterd::trace::{Job, Kind, Recorder, Source, render_json};
+    let mut rec = Recorder::new(1024, 0, 4);
+    let mut out = Vec::with_capacity(rec.max_json_bytes() + counterd::trace::MAX_FRAME_BYTES);
+    let before = allocations();
+    let mut t = 0u64;
+    for turn in 0..5_000u64 {
+        t += 1_000;
+        rec.turn(t, 900, (turn % 300) as u32);
+        for e in 0..5u32 {
+            t += 100;
+            rec.event(t, Source::Conn(e), Kind::ready(true, e % 2 == 0, false));
+            rec.io(100, 200, 1);
+        }
+        rec.parked(t, turn);
+        rec.to_pool(t, turn + 1_000_000);
+        rec.job(Job {
+            id: turn + 1_000_000,
+            worker: (turn % 4) as u16,
+            start: t,
+            end: t + 50,
+        });
+        if turn > 0 {
+            rec.completed(t + 60, turn - 1);
+            rec.completed(t + 60, turn + 1_000_000);
+        }
+        rec.end_turn(t + 100);
+        if turn % 1000 == 999 {
+            out.clear();
+            render_json(&[&rec], usize::MAX, &mut out);
+        }
+    }
+    assert_eq!(allocations() - before, 0);
+    // The document is real: turns, events and flows were written.
+    let text = std::str::from_utf8(&out).unwrap();
+    assert!(text.contains("\"cat\":\"turn\"") && text.contains("\"ph\":\"f\""));
+    assert!(text.contains("\"cat\":\"job\""));
+}

@@ -6,7 +6,7 @@
 // negative value reads as not found (and cannot be incremented). Bodies are the post's,
 // with status 200 throughout.
 //
-//	go-channel [-work-us N] [-max-clients N] [-v] [PORT]
+//	go-channel [-work-us N] [-max-clients N] [-trace FILE] [-v] [PORT]
 package main
 
 import (

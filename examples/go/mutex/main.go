@@ -7,7 +7,7 @@
 // the whole handler, answer formatting included, is the critical section. The bodies are
 // the post's, with status 200 throughout ("x not found" included).
 //
-//	go-mutex [-work-us N] [-max-clients N] [-v] [PORT]
+//	go-mutex [-work-us N] [-max-clients N] [-trace FILE] [-v] [PORT]
 package main
 
 import (

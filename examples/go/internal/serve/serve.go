@@ -1,6 +1,7 @@
 // Package serve is what the two Go peers share besides net/http itself: the command
 // line, the listening socket and its "listening on" line, the post's limitNumClients
-// semaphore, the --work-us sleep, graceful shutdown and a memory report for the docs.
+// semaphore, the --work-us sleep, graceful shutdown, a memory report for the docs and
+// Go's own execution tracer (-trace FILE), the goroutine side of counterd's /trace.
 // The counter logic, the part the post is about, lives in each program's main.go.
 package serve
 
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/trace"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,6 +40,8 @@ func Main(name string, mux *http.ServeMux) {
 	maxClients := flag.Int("max-clients", 0,
 		"the post's limitNumClients: at most N requests in handlers at once (0: no limit)")
 	flag.BoolVar(&Verbose, "v", false, "log every request to stderr")
+	traceFile := flag.String("trace", "",
+		"write Go's execution trace (runtime/trace) to `FILE`, from start to SIGINT/SIGTERM; read it with go tool trace")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] [PORT]    (PORT 8000; 0 picks a free one)\n", name)
 		flag.PrintDefaults()
@@ -59,6 +63,13 @@ func Main(name string, mux *http.ServeMux) {
 	if *workUs < 0 || *maxClients < 0 {
 		fmt.Fprintf(os.Stderr, "%s: -work-us and -max-clients must not be negative\n", name)
 		os.Exit(2)
+	}
+
+	// Tracing starts before the listener exists, so the trace holds the whole life of the
+	// server, and stops after the last connection has been served (see below).
+	stopTrace := func() {}
+	if *traceFile != "" {
+		stopTrace = startTrace(name, *traceFile)
 	}
 
 	var h http.Handler = mux
@@ -86,7 +97,11 @@ func Main(name string, mux *http.ServeMux) {
 	log.Printf("%s: GOMAXPROCS %d, -work-us %d, -max-clients %d",
 		name, runtime.GOMAXPROCS(0), *workUs, *maxClients)
 
+	// Serve returns as soon as Shutdown begins; the connections still being served are
+	// waited for through shutDown, so that the trace (and the log line) come after them.
+	shutDown := make(chan struct{})
 	go func() {
+		defer close(shutDown)
 		<-stopping.Done()
 		done, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -97,7 +112,30 @@ func Main(name string, mux *http.ServeMux) {
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+	<-shutDown
+	stopTrace()
 	log.Printf("%s: stopped", name)
+}
+
+// startTrace starts runtime/trace into path and returns what stops it: Stop flushes the
+// tracer's buffers into the file, which is then closed. A file that cannot be written is
+// a bad command line: exit 2, as for the other flags.
+func startTrace(name, path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: -trace: %v\n", name, err)
+		os.Exit(2)
+	}
+	if err := trace.Start(f); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: -trace: %v\n", name, err)
+		os.Exit(2)
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			log.Printf("%s: -trace %s: %v", name, path, err)
+		}
+	}
 }
 
 // limitNumClients is the post's semaphore middleware: a buffered channel of maxClients
