@@ -632,6 +632,8 @@ pub enum ContentType {
     Text,
     /// `/dashboard`.
     Html,
+    /// `/trace`.
+    Json,
 }
 
 /// How the answer frames the connection.
@@ -666,6 +668,7 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, da
     let content_type: &[u8] = match reply.content_type {
         ContentType::Text => b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
         ContentType::Html => b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ",
+        ContentType::Json => b"\r\nContent-Type: application/json\r\nContent-Length: ",
     };
     out.extend_from_slice(status_line(reply.status).as_bytes());
     out.extend_from_slice(content_type);

@@ -14,16 +14,18 @@ pub enum Route {
     Inc,
     Metrics,
     Dashboard,
+    Trace,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 6] = [
+    const ALL: [Route; 7] = [
         Route::Get,
         Route::Set,
         Route::Inc,
         Route::Metrics,
         Route::Dashboard,
+        Route::Trace,
         Route::Other,
     ];
 
@@ -34,6 +36,7 @@ impl Route {
             Route::Inc => "inc",
             Route::Metrics => "metrics",
             Route::Dashboard => "dashboard",
+            Route::Trace => "trace",
             Route::Other => "other",
         }
     }
@@ -233,6 +236,11 @@ impl Metrics {
 
     pub fn request(&mut self, route: Route) {
         self.requests[route as usize] += 1;
+    }
+
+    /// Responses so far, of every status (what the flight recorder counts per event).
+    pub fn responses_total(&self) -> u64 {
+        self.responses.iter().sum()
     }
 
     pub fn response(&mut self, status: u16) {

@@ -47,6 +47,8 @@ pub struct ReadState {
     pub peer_closed: bool,
     /// Reads left in this turn's budget.
     pub reads_left: usize,
+    /// Bytes the last [`read`] took in (for the flight recorder).
+    pub bytes: usize,
 }
 
 /// What the reactor lends to connections: one read buffer for all, and output buffers for
@@ -117,6 +119,7 @@ pub fn read<T: Read, S: Service>(
     env.bufs.lend(conn);
     conn.resume(env.svc, env.limits, env.now);
     rs.exhausted = false;
+    rs.bytes = 0;
     while conn.wants_read() {
         if rs.reads_left == 0 {
             return Ok(Pumped::Yielded);
@@ -129,6 +132,7 @@ pub fn read<T: Read, S: Service>(
             }
             Ok(n) => {
                 trace!("{key}: read {n} bytes");
+                rs.bytes += n;
                 conn.receive(&env.bufs.read[..n], env.svc, env.limits, env.now);
                 if n < env.bufs.read.len() && !rs.peer_closed && !cfg!(counterd_drain) {
                     rs.exhausted = true;

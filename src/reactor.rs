@@ -45,7 +45,8 @@ use crate::pool::Pool;
 use crate::pump::{self, Buffers, Env, Pumped, READ_BUDGET, ReadState};
 use crate::router::{Handled, Router, State};
 use crate::timers::{Slot, Timers};
-use crate::work::{InWork, Job, Owner, WorkMode};
+use crate::trace::{self, Kind, Recorder, Source};
+use crate::work::{InWork, Job, Owner, Waiting, WorkMode};
 
 // Small numbers, as in mio's own examples: mio's trace lines print them as they are.
 const LISTENER: Token = Token(0);
@@ -63,6 +64,9 @@ fn client_token(key: usize) -> Token {
 const READ_BUF: usize = 64 * 1024;
 /// How long a graceful shutdown waits for connections to finish writing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Records in the flight recorder: some hundreds of busy turns, or thousands of quiet ones;
+/// `/trace` is then at most about 2 MiB.
+const TRACE_RECORDS: usize = 8192;
 
 struct Client {
     socket: TcpStream,
@@ -134,6 +138,12 @@ impl Reactor {
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut state = state;
+        let pool_threads_traced = match router.work().mode {
+            WorkMode::Pool => u16::try_from(pool_threads).unwrap_or(u16::MAX),
+            _ => 0,
+        };
+        state.trace = Recorder::new(TRACE_RECORDS, 0, pool_threads_traced);
         let pool = match router.work().mode {
             WorkMode::Pool => {
                 let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -201,6 +211,9 @@ impl Reactor {
             let now = Instant::now();
             let n = events.iter().count();
             self.state.metrics.looping.woke(now - slept_from, n);
+            let conns = u32::try_from(self.clients.len()).unwrap_or(u32::MAX);
+            let slept = trace::nanos_since(slept_from, now);
+            self.state.trace.turn(self.ns(now), slept, conns);
             self.turn += 1;
             self.state.metrics.loop_iterations += 1;
             self.state.date.update(SystemTime::now());
@@ -217,6 +230,21 @@ impl Reactor {
                     event.is_write_closed(),
                     event.is_error()
                 );
+                let kind = Kind::ready(
+                    event.is_readable(),
+                    event.is_writable(),
+                    event.is_read_closed(),
+                );
+                let source = match event.token() {
+                    LISTENER => Source::Listener,
+                    SIGNALS => Source::Signals,
+                    WAKER => Source::Waker,
+                    Token(t) => Source::Conn(u32::try_from(t - FIRST_CLIENT).unwrap_or(u32::MAX)),
+                };
+                // The one clock read of an event: where its slice starts on the timeline.
+                self.state
+                    .trace
+                    .event(self.ns(Instant::now()), source, kind);
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => {
@@ -229,7 +257,9 @@ impl Reactor {
                 }
             }
             self.before_sleep(yielded, now)?;
-            let busy = now.elapsed();
+            let ended = Instant::now();
+            self.state.trace.end_turn(self.ns(ended));
+            let busy = ended - now;
             self.state.metrics.looping.turned(busy);
             trace!(
                 "turn {}: slept {}us in epoll_wait, {n} {}, busy {}us",
@@ -254,6 +284,17 @@ impl Reactor {
         }
     }
 
+    /// `t` on the flight recorder's clock: nanoseconds since the loop was made.
+    fn ns(&self, t: Instant) -> u64 {
+        trace::nanos_since(self.started, t)
+    }
+
+    /// Starts a slice for a step of the loop's own at the end of the turn.
+    fn loop_step(&mut self, kind: Kind) {
+        let at = self.ns(Instant::now());
+        self.state.trace.event(at, Source::Loop, kind);
+    }
+
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.yielded.is_empty() {
             return Some(Duration::ZERO);
@@ -275,6 +316,9 @@ impl Reactor {
     /// changes the counters comes before the journal's write, and every answer after it.
     fn before_sleep(&mut self, yielded: usize, now: Instant) -> io::Result<()> {
         // 1. Connections that yielded in an earlier turn: read on where they stopped.
+        if yielded > 0 {
+            self.loop_step(Kind::Again);
+        }
         for _ in 0..yielded {
             if let Some(key) = self.yielded.pop_front() {
                 if let Some(client) = self.clients.get_mut(key) {
@@ -284,25 +328,48 @@ impl Reactor {
             }
         }
         // 2. Due deadlines: idle and header timeouts, lingering closes, parked work.
+        let due = |t: Option<Duration>| t == Some(Duration::ZERO);
+        if due(self.timers.timeout(now)) || self.in_work.next_due().is_some_and(|t| t <= now) {
+            self.loop_step(Kind::Timer);
+        }
         self.expire(now);
-        while let Some((owner, job)) = self.in_work.pop_due(now) {
-            self.deliver(owner, &job, now);
+        while let Some(waiting) = self.in_work.pop_due(now) {
+            self.deliver(waiting, now);
         }
         // 3. Completions from the pool.
+        let mut woken = false;
         while let Some(done) = self.pool.as_mut().and_then(Pool::next_done) {
-            if let Some((owner, job)) = self.in_work.take(done.id) {
-                self.deliver(owner, &job, now);
+            if !woken {
+                self.loop_step(Kind::Wake);
+                woken = true;
+            }
+            if let Some(waiting) = self.in_work.take(done.id) {
+                self.state.trace.job(trace::Job {
+                    id: waiting.seq,
+                    worker: u16::try_from(done.worker).unwrap_or(u16::MAX),
+                    start: self.ns(done.started),
+                    end: self.ns(done.ended),
+                });
+                self.deliver(waiting, now);
             }
         }
         // 4. The journal: this turn's records in one write (and, with `--fsync always`,
         //    one sync) before any of this turn's answers goes out — group commit.
+        if self.journal.is_some() && !self.state.records.is_empty() {
+            self.loop_step(Kind::Commit);
+        }
         self.commit(now)?;
         // 5. One flush of every connection with something to send, then its interest and
         //    its deadline.
         let mut dirty = mem::take(&mut self.dirty);
-        for &key in &dirty {
-            self.flush(key, now);
+        if !dirty.is_empty() {
+            self.loop_step(Kind::Write);
         }
+        let mut written = 0;
+        for &key in &dirty {
+            written += self.flush(key, now);
+        }
+        self.state.trace.io(0, written, 0);
         dirty.clear();
         self.dirty = dirty; // keeps its capacity: no allocation per turn
         // 6. Accepting resumes if it stopped at the cap and a connection has closed since
@@ -419,6 +486,7 @@ impl Reactor {
             key,
             serial: client.timer.id(),
         };
+        let answered = self.state.metrics.responses_total();
         let mut later = None;
         let mut svc = Serve {
             router: &self.router,
@@ -438,6 +506,7 @@ impl Reactor {
             &mut client.read,
             &mut env,
         );
+        let bytes = client.read.bytes;
         match read {
             Err(e) => {
                 debug!("{key}: {e}");
@@ -446,6 +515,8 @@ impl Reactor {
             Ok(Pumped::Yielded) => self.yield_turn(key),
             Ok(Pumped::Blocked) => {}
         }
+        let answered = self.state.metrics.responses_total() - answered;
+        self.state.trace.io(bytes, 0, answered as usize);
         if let Some(job) = later {
             self.start_work(owner, job, now);
         }
@@ -456,15 +527,18 @@ impl Reactor {
     /// deadline in the loop's own timer heap.
     fn start_work(&mut self, owner: Owner, job: Job, now: Instant) {
         let time = self.router.work().time;
+        let at = self.ns(now);
         match &mut self.pool {
             Some(pool) => {
-                let id = self.in_work.start(owner, job, None);
+                let (id, seq) = self.in_work.start(owner, job, None);
                 pool.submit(id, time);
+                self.state.trace.to_pool(at, seq);
             }
             None => {
                 // `--work-us` is bounded by the command line; the clock cannot overflow.
                 let due = now.checked_add(time).unwrap_or(now);
-                self.in_work.start(owner, job, Some(due));
+                let (_, seq) = self.in_work.start(owner, job, Some(due));
+                self.state.trace.parked(at, seq);
             }
         }
         self.count_work();
@@ -473,7 +547,11 @@ impl Reactor {
     /// The answer to a request whose work is done. The counter operation runs even if its
     /// connection has closed meanwhile (a request read is a request carried out); only then
     /// is the answer dropped.
-    fn deliver(&mut self, owner: Owner, job: &Job, now: Instant) {
+    fn deliver(&mut self, waiting: Waiting, now: Instant) {
+        let Waiting { owner, job, seq } = waiting;
+        let at = self.ns(now);
+        self.state.trace.completed(at, seq);
+        let job = &job;
         let client = self
             .clients
             .get_mut(owner.key)
@@ -522,12 +600,13 @@ impl Reactor {
     }
 
     /// Writes what one connection has to send, then closes it or updates its interest and
-    /// deadline.
-    fn flush(&mut self, key: usize, now: Instant) {
+    /// deadline. Returns the bytes written.
+    fn flush(&mut self, key: usize, now: Instant) -> usize {
         let Some(client) = self.clients.get_mut(key) else {
-            return; // closed earlier in this turn
+            return 0; // closed earlier in this turn
         };
         client.dirty = false;
+        let before = client.conn.output().len();
         let mut again = false;
         let close = loop {
             match pump::flush(
@@ -558,9 +637,10 @@ impl Reactor {
                 }
             }
         };
+        let written = before.saturating_sub(client.conn.output().len());
         if close {
             self.close(key);
-            return;
+            return written;
         }
         let want_write = !client.conn.output().is_empty();
         if want_write != client.writable {
@@ -576,7 +656,7 @@ impl Reactor {
             {
                 debug!("{key}: reregister: {e}");
                 self.close(key);
-                return;
+                return written;
             }
             client.writable = want_write;
         }
@@ -585,6 +665,7 @@ impl Reactor {
         if again {
             self.yield_turn(key);
         }
+        written
     }
 
     fn close(&mut self, key: usize) {

@@ -26,6 +26,7 @@ use crate::metrics::{Metrics, Process, Route};
 use crate::query;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Counters, IncError, Store};
+use crate::trace::{self, Recorder};
 use crate::work::{Job, Op, Work, WorkMode};
 
 /// Longest counter name, in bytes (after decoding).
@@ -53,6 +54,9 @@ pub struct State<C = Store> {
     /// which the reactor writes (and syncs) before any of this turn's answers go out.
     journaling: bool,
     pub records: Vec<u8>,
+    /// The flight recorder of the loop's last turns, answered by `GET /trace`. The
+    /// reactor records into it; a router without a loop (the twins) leaves it empty.
+    pub trace: Recorder,
 }
 
 impl<C: Counters> State<C> {
@@ -70,6 +74,7 @@ impl<C: Counters> State<C> {
             process: |_| None,
             journaling: false,
             records: Vec::new(),
+            trace: Recorder::new(2, 0, 0),
         }
     }
 
@@ -168,6 +173,7 @@ impl Router {
             "/inc" => Route::Inc,
             "/metrics" => Route::Metrics,
             "/dashboard" => Route::Dashboard,
+            "/trace" => Route::Trace,
             _ => Route::Other,
         };
         st.metrics.request(route);
@@ -225,6 +231,17 @@ impl Router {
             Route::Dashboard => {
                 let body = [DASHBOARD.as_bytes()];
                 return Ok(st.respond(out, framing, 200, None, &body, ContentType::Html));
+            }
+            Route::Trace => {
+                // `?turns=N`: the newest N whole turns (the dashboard asks for 60); else all.
+                let turns = match query::find(query, ["turns"]) {
+                    Ok([Some(n)]) => n.parse().unwrap_or(usize::MAX),
+                    _ => usize::MAX,
+                };
+                let mut json = Vec::new();
+                trace::render_json(&[&st.trace], turns, &mut json);
+                let body = [json.as_slice()];
+                return Ok(st.respond(out, framing, 200, None, &body, ContentType::Json));
             }
             Route::Other => {
                 return Ok(st.reply(out, framing, 404, None, &[b"404 page not found\n"]));

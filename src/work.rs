@@ -69,14 +69,24 @@ pub struct Owner {
     pub serial: u64,
 }
 
+/// A job in work, as [`InWork`] keeps it and gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub owner: Owner,
+    pub job: Job,
+    /// Unique for the life of the process (ids are reused): the flight recorder draws the
+    /// wait from its start to its end under this number.
+    pub seq: u64,
+}
+
 /// The requests in work: each with its owner, parked on a deadline or out at the pool.
 /// A job is carried out even if its connection closes meanwhile; only its answer is lost.
 #[derive(Debug, Default)]
 pub struct InWork {
-    jobs: Slab<(Owner, Job)>,
+    jobs: Slab<Waiting>,
     /// Parked jobs by deadline (timer mode); ties keep the order in which they were parked.
     parked: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    parked_total: u64,
+    started: u64,
 }
 
 impl InWork {
@@ -85,14 +95,15 @@ impl InWork {
     }
 
     /// Takes on `job` for `owner` until [`InWork::take`] (the pool's completion) or, with a
-    /// deadline, [`InWork::pop_due`]. Returns the job's id.
-    pub fn start(&mut self, owner: Owner, job: Job, due: Option<Instant>) -> usize {
-        let id = self.jobs.insert((owner, job));
+    /// deadline, [`InWork::pop_due`]. Returns the job's id and its sequence number.
+    pub fn start(&mut self, owner: Owner, job: Job, due: Option<Instant>) -> (usize, u64) {
+        self.started += 1;
+        let seq = self.started;
+        let id = self.jobs.insert(Waiting { owner, job, seq });
         if let Some(at) = due {
-            self.parked_total += 1;
-            self.parked.push(Reverse((at, self.parked_total, id)));
+            self.parked.push(Reverse((at, seq, id)));
         }
-        id
+        (id, seq)
     }
 
     /// The nearest deadline of a parked job: the loop sleeps no longer than this.
@@ -101,7 +112,7 @@ impl InWork {
     }
 
     /// The next parked job whose deadline has passed at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Owner, Job)> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<Waiting> {
         let &Reverse((at, _, id)) = self.parked.peek()?;
         if at > now {
             return None;
@@ -111,7 +122,7 @@ impl InWork {
     }
 
     /// The job with `id`, done.
-    pub fn take(&mut self, id: usize) -> Option<(Owner, Job)> {
+    pub fn take(&mut self, id: usize) -> Option<Waiting> {
         self.jobs.try_remove(id)
     }
 
@@ -152,10 +163,16 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert_eq!(w.next_due(), Some(t + ms(10)));
         assert_eq!(w.pop_due(t + ms(9)), None, "nothing is due early");
-        let due: Vec<_> = std::iter::from_fn(|| w.pop_due(t + ms(15))).collect();
-        assert_eq!(due, [(owner(2), job("first")), (owner(3), job("second"))]);
+        let due: Vec<_> = std::iter::from_fn(|| w.pop_due(t + ms(15)))
+            .map(|w| (w.owner, w.job, w.seq))
+            .collect();
+        assert_eq!(
+            due,
+            [(owner(2), job("first"), 2), (owner(3), job("second"), 3)]
+        );
         assert_eq!(w.next_due(), Some(t + ms(20)));
-        assert_eq!(w.pop_due(t + ms(20)), Some((owner(1), job("late"))));
+        let last = w.pop_due(t + ms(20)).unwrap();
+        assert_eq!((last.owner, last.job, last.seq), (owner(1), job("late"), 1));
         assert!(w.is_empty());
         assert_eq!(w.next_due(), None);
     }
@@ -163,13 +180,21 @@ mod tests {
     #[test]
     fn pool_jobs_are_taken_by_id_once() {
         let mut w = InWork::new();
-        let a = w.start(owner(1), job("a"), None);
-        let b = w.start(owner(2), job("b"), None);
+        let (a, _) = w.start(owner(1), job("a"), None);
+        let (b, seq) = w.start(owner(2), job("b"), None);
         assert_eq!(w.next_due(), None, "pool jobs have no deadline");
-        assert_eq!(w.take(b), Some((owner(2), job("b"))));
+        let taken = w.take(b).unwrap();
+        assert_eq!(
+            (taken.owner, taken.job, taken.seq),
+            (owner(2), job("b"), seq)
+        );
         assert_eq!(w.take(b), None);
         assert_eq!(w.len(), 1);
-        assert_eq!(w.take(a).map(|(o, _)| o), Some(owner(1)));
+        assert_eq!(w.take(a).map(|w| w.owner), Some(owner(1)));
         assert!(w.is_empty());
+        // Ids are reused, sequence numbers never.
+        let (again, seq_again) = w.start(owner(3), job("c"), None);
+        assert_eq!(again, a);
+        assert!(seq_again > seq);
     }
 }

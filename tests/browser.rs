@@ -237,7 +237,6 @@ fn the_timeline_draws_every_turn_event_job_and_wait_of_a_recorded_trace() {
 /// The live timeline on the real server under load: `/dashboard` polls `/trace` and draws
 /// the newest turns with their events.
 #[test]
-#[ignore = "GET /trace is not routed yet (issue 23): enable once the reactor records and serves it"]
 fn the_timeline_shows_live_turns_and_events_under_load() {
     let dom = dashboard_under_load(&[]);
     let turns = drawn(&dom, "rect", "turn");

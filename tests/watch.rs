@@ -222,3 +222,49 @@ fn a_signal_during_the_sleep_is_neither_a_turn_nor_busy_time() {
         );
     }
 }
+
+/// `GET /trace` on the real server: Chrome Trace Event JSON that the checker accepts
+/// (slices nested, flows paired), with the turns, their events, the waits of `--work
+/// timer` and `--work pool` drawn from their start to their completion, and a bounded size.
+#[test]
+fn trace_answers_the_last_turns_as_nested_slices_with_flows() {
+    for (mode, pool_track) in [("timer", false), ("pool", true)] {
+        let args = ["--work-us", "20000", "--work", mode, "--pool-threads", "2"];
+        let server = Server::start(&args);
+        let mut c = server.client();
+        for _ in 0..3 {
+            c.get("/inc?name=i").assert(200, "ok\n");
+        }
+        let r = c.get("/trace");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        let sum = counterd::trace::check::check(r.text()).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let turns: Vec<_> = sum.of("turn").collect();
+        assert!(turns.len() >= 3, "{mode}: {} turns", turns.len());
+        let nested: usize = turns.iter().map(|t| sum.events_in(t).count()).sum();
+        assert_eq!(
+            nested,
+            sum.of("event").count(),
+            "{mode}: every event inside its turn"
+        );
+        assert!(
+            nested >= turns.len(),
+            "{mode}: {nested} events in {} turns",
+            turns.len()
+        );
+        // Three waits, each a flow from where it started to where it was answered.
+        assert!(sum.flows.len() >= 3, "{mode}: flows {:?}", sum.flows);
+        assert!(sum.counters > 0, "{mode}: no connections counter");
+        assert_eq!(
+            sum.tracks.len() > 1,
+            pool_track,
+            "{mode}: tracks {:?}",
+            sum.tracks
+        );
+        // The newest turns only, when asked; and never more than the ring allows.
+        let few = c.get("/trace?turns=2");
+        let few = counterd::trace::check::check(few.text()).unwrap();
+        assert!(few.of("turn").count() <= 2, "{mode}");
+        assert!(r.body.len() < 4 << 20, "{mode}: {} bytes", r.body.len());
+    }
+}
