@@ -2,15 +2,16 @@
 //! kept in a fixed ring and answered as Chrome Trace Event Format JSON (what Perfetto,
 //! `chrome://tracing` and the dashboard's timeline read).
 //!
-//! Sans I/O like the rest of the core: the loop passes every time in, as nanoseconds since
-//! the server started (one clock read per event, see [`nanos_since`]); the recorder reads
-//! no clock, starts no thread and allocates only in [`Recorder::new`], so it can stay on
-//! always, as Go's tracer does since 1.22.
+//! Sans I/O like the rest of the core: the loop passes every time in as an [`Instant`] (one
+//! clock read per event); the recorder reads no clock, starts no thread and allocates only
+//! in [`Recorder::new`], so it can stay on always, as Go's tracer does since 1.22. Times
+//! become nanoseconds since the server's start only when the ring is rendered: done per
+//! event, that subtraction cost as much as the rest of the recording.
 //!
 //! What one loop records, in order:
 //!
 //! ```text
-//! turn(start, slept, conns)          epoll_wait returned at `start` after `slept` ns
+//! turn(start, slept, conns)          epoll_wait returned at `start` after `slept`
 //!   event(at, source, kind)          one ready token (or the loop's own work) from `at` ...
 //!   io(read, written, answered)      ... what it moved, added to the open event
 //!   parked / to_pool / forwarded     a request starts to wait (flow start)
@@ -28,15 +29,10 @@
 //! (`tid` = 1000 × shard + 2 + worker). A pool worker does not write here: it times its job
 //! into a [`Job`], which travels back with the completion, and the loop records it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod check;
-
-/// Nanoseconds from `origin` (the server's start) to `now`: the recorder's clock.
-pub fn nanos_since(origin: Instant, now: Instant) -> u64 {
-    u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// What an event was about: the token epoll reported, or the loop's own work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,16 +91,16 @@ impl Kind {
     }
 }
 
-/// One job as a pool worker ran it: timed on the worker's thread (with [`nanos_since`] and
-/// the server's origin), sent back with the completion, recorded by the loop.
+/// One job as a pool worker ran it: timed on the worker's thread (`Instant::now()` before
+/// and after), sent back with the completion, recorded by the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Job {
     /// The request the job belongs to (the id given to [`Recorder::to_pool`]).
     pub id: u64,
     /// The worker's index in its shard's pool, from 0.
     pub worker: u16,
-    pub start: u64,
-    pub end: u64,
+    pub start: Instant,
+    pub end: Instant,
 }
 
 /// Why a request waits, or that it is done waiting.
@@ -127,25 +123,25 @@ struct Io {
 #[derive(Clone, Copy, Debug)]
 enum Record {
     Turn {
-        start: u64,
-        slept: u64,
+        start: Instant,
+        slept: Duration,
         number: u64,
         conns: u32,
     },
     Event {
-        at: u64,
+        at: Instant,
         source: Source,
         kind: Kind,
         io: Io,
     },
     Mark {
-        at: u64,
+        at: Instant,
         id: u64,
         mark: Mark,
     },
     Job(Job),
     End {
-        at: u64,
+        at: Instant,
     },
 }
 
@@ -172,32 +168,36 @@ pub struct Recorder {
     pool_threads: u16,
     /// A turn is open (between `turn` and `end_turn`).
     in_turn: bool,
-    /// The ring slot of the open event, for `io` (None once overwritten).
+    /// The ring slot of the open event, for `io`.
     open_event: Option<usize>,
     /// The latest time recorded on the loop's track: times never go back.
-    last: u64,
+    last: Instant,
     turns: u64,
     /// Per pool worker, the end of its last job: its jobs never overlap either.
-    worker_free: Box<[u64]>,
+    worker_free: Box<[Instant]>,
+    /// The server's start: time 0 of the rendered trace.
+    origin: Instant,
 }
 
 impl Recorder {
     /// A recorder for `shard` (from 0) with room for `capacity` records, and a track for
-    /// each of `pool_threads` pool workers. The only allocation it ever makes.
-    pub fn new(capacity: usize, shard: u16, pool_threads: u16) -> Recorder {
+    /// each of `pool_threads` pool workers; `origin` (the server's start) is time 0 of its
+    /// trace. The only allocation it ever makes.
+    pub fn new(capacity: usize, shard: u16, pool_threads: u16, origin: Instant) -> Recorder {
         let capacity = capacity.max(2);
         let pool_threads = pool_threads.min(MAX_POOL_TRACKS);
         Recorder {
-            ring: vec![Record::End { at: 0 }; capacity].into_boxed_slice(),
+            ring: vec![Record::End { at: origin }; capacity].into_boxed_slice(),
             next: 0,
             len: 0,
             shard,
             pool_threads,
             in_turn: false,
             open_event: None,
-            last: 0,
+            last: origin,
             turns: 0,
-            worker_free: vec![0; usize::from(pool_threads)].into_boxed_slice(),
+            worker_free: vec![origin; usize::from(pool_threads)].into_boxed_slice(),
+            origin,
         }
     }
 
@@ -211,9 +211,9 @@ impl Recorder {
             + MAX_BYTES_PER_RECORD * self.ring.len()
     }
 
-    /// A turn begins: `epoll_wait` returned at `start` after sleeping `slept` ns, with
+    /// A turn begins: `epoll_wait` returned at `start` after sleeping `slept`, with
     /// `conns` connections open. Ends a turn left open.
-    pub fn turn(&mut self, start: u64, slept: u64, conns: u32) {
+    pub fn turn(&mut self, start: Instant, slept: Duration, conns: u32) {
         if self.in_turn {
             self.end_turn(self.last);
         }
@@ -232,7 +232,7 @@ impl Recorder {
     }
 
     /// One event of the open turn starts at `at` (ignored outside a turn).
-    pub fn event(&mut self, at: u64, source: Source, kind: Kind) {
+    pub fn event(&mut self, at: Instant, source: Source, kind: Kind) {
         if !self.in_turn {
             return;
         }
@@ -259,22 +259,22 @@ impl Recorder {
     }
 
     /// Request `id` is parked on the loop's timer heap (`--work timer`).
-    pub fn parked(&mut self, at: u64, id: u64) {
+    pub fn parked(&mut self, at: Instant, id: u64) {
         self.mark(at, id, Mark::Parked);
     }
 
     /// Request `id` is handed to the pool (`--work pool`).
-    pub fn to_pool(&mut self, at: u64, id: u64) {
+    pub fn to_pool(&mut self, at: Instant, id: u64) {
         self.mark(at, id, Mark::Pool);
     }
 
     /// Request `id` is sent to the shard that owns its counter.
-    pub fn forwarded(&mut self, at: u64, id: u64, shard: u16) {
+    pub fn forwarded(&mut self, at: Instant, id: u64, shard: u16) {
         self.mark(at, id, Mark::Forwarded(shard));
     }
 
     /// Request `id`, which waited, is answered. (Requests that never waited need no call.)
-    pub fn completed(&mut self, at: u64, id: u64) {
+    pub fn completed(&mut self, at: Instant, id: u64) {
         self.mark(at, id, Mark::Completed);
     }
 
@@ -290,7 +290,7 @@ impl Recorder {
     }
 
     /// The open turn ends at `at`: the loop goes back to `epoll_wait`.
-    pub fn end_turn(&mut self, at: u64) {
+    pub fn end_turn(&mut self, at: Instant) {
         if !self.in_turn {
             return;
         }
@@ -300,7 +300,7 @@ impl Recorder {
         self.open_event = None;
     }
 
-    fn mark(&mut self, at: u64, id: u64, mark: Mark) {
+    fn mark(&mut self, at: Instant, id: u64, mark: Mark) {
         if !self.in_turn {
             return;
         }
@@ -308,18 +308,24 @@ impl Recorder {
         self.push(Record::Mark { at, id, mark });
     }
 
-    fn advance(&mut self, at: u64) -> u64 {
+    fn advance(&mut self, at: Instant) -> Instant {
         self.last = self.last.max(at);
         self.last
     }
 
+    /// On the per-event path: no division, no branch on what is overwritten (`io` checks
+    /// that its slot still holds an event: only marks and jobs can have wrapped onto it).
     fn push(&mut self, record: Record) {
-        if self.open_event == Some(self.next) {
-            self.open_event = None;
+        let slot = self.next;
+        self.ring[slot] = record;
+        self.next = if slot + 1 == self.ring.len() {
+            0
+        } else {
+            slot + 1
+        };
+        if self.len < self.ring.len() {
+            self.len += 1;
         }
-        self.ring[self.next] = record;
-        self.next = (self.next + 1) % self.ring.len();
-        self.len = (self.len + 1).min(self.ring.len());
     }
 
     /// The record `i` places after the oldest one held.
@@ -330,6 +336,11 @@ impl Recorder {
             self.next
         };
         self.ring[(oldest + i) % self.ring.len()]
+    }
+
+    /// Nanoseconds since the server's start: the trace's clock.
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn loop_tid(&self) -> u64 {
@@ -387,6 +398,8 @@ impl Recorder {
                     conns,
                 } => {
                     let (end, events) = self.turn_end(i, last);
+                    let slept = u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX);
+                    let start = self.ns(start);
                     if slept > 0 {
                         json.slice(tid, start - slept, start, "sleep", "epoll_wait");
                         json.0.extend_from_slice(b"}");
@@ -406,7 +419,7 @@ impl Recorder {
                     io,
                 } => {
                     let end = self.boundary_after(i, last);
-                    json.slice(tid, at, end, "event", Named(source, kind));
+                    json.slice(tid, self.ns(at), end, "event", Named(source, kind));
                     json.args();
                     json.str("token", Token(source));
                     json.str("kind", kind.label());
@@ -416,11 +429,11 @@ impl Recorder {
                     json.0.extend_from_slice(b"}}");
                 }
                 Record::Mark { at, id, mark } if mark != Mark::Completed => {
-                    self.write_flows(&mut json, i, last, at, id, mark);
+                    self.write_flows(&mut json, i, last, self.ns(at), id, mark);
                 }
                 Record::Job(job) => {
                     let tid = self.pool_tid(job.worker);
-                    json.slice(tid, job.start, job.end, "job", "job");
+                    json.slice(tid, self.ns(job.start), self.ns(job.end), "job", "job");
                     json.args();
                     json.num("request", job.id);
                     json.0.extend_from_slice(b"}}");
@@ -436,7 +449,7 @@ impl Recorder {
         for j in i + 1..=last {
             match self.get(j) {
                 Record::Event { .. } => events += 1,
-                Record::End { at } => return (at, events),
+                Record::End { at } => return (self.ns(at), events),
                 _ => {}
             }
         }
@@ -447,7 +460,7 @@ impl Recorder {
     fn boundary_after(&self, i: usize, last: usize) -> u64 {
         for j in i + 1..=last {
             match self.get(j) {
-                Record::Event { at, .. } | Record::End { at } => return at,
+                Record::Event { at, .. } | Record::End { at } => return self.ns(at),
                 _ => {}
             }
         }
@@ -458,8 +471,8 @@ impl Recorder {
     fn enclosing(&self, i: usize, last: usize) -> (u64, u64) {
         for j in (0..i).rev() {
             match self.get(j) {
-                Record::Event { at, .. } => return (at, self.boundary_after(i, last)),
-                Record::Turn { start, .. } => return (start, self.turn_end(j, last).0),
+                Record::Event { at, .. } => return (self.ns(at), self.boundary_after(i, last)),
+                Record::Turn { start, .. } => return (self.ns(start), self.turn_end(j, last).0),
                 _ => {}
             }
         }
@@ -491,7 +504,7 @@ impl Recorder {
         let Some((j, done_at)) = done else { return };
         let tid = self.loop_tid();
         let from = (tid, inside(at, self.enclosing(i, last)));
-        let to = (tid, inside(done_at, self.enclosing(j, last)));
+        let to = (tid, inside(self.ns(done_at), self.enclosing(j, last)));
         let name = match mark {
             Mark::Parked => "parked",
             Mark::Pool => "pool",
@@ -501,10 +514,8 @@ impl Recorder {
         // Through the job when it ran between the hand-off and the answer, as it must on
         // one monotonic clock; otherwise (a caller's slip) straight to the answer.
         let ran = job.map(|job| {
-            (
-                self.pool_tid(job.worker),
-                inside(job.start, (job.start, job.end)),
-            )
+            let (start, end) = (self.ns(job.start), self.ns(job.end));
+            (self.pool_tid(job.worker), inside(start, (start, end)))
         });
         match ran {
             Some(ran) if from.1 <= ran.1 && ran.1 <= to.1 => {
@@ -699,6 +710,59 @@ mod tests {
     use super::check::{Summary, check};
     use super::*;
 
+    /// The recorder with times given as nanoseconds since its origin, so that the cases
+    /// below read as numbers.
+    struct Rec {
+        r: Recorder,
+        origin: Instant,
+    }
+
+    #[allow(clippy::wrong_self_convention)] // to_pool is the recorder's own name
+    impl Rec {
+        fn new(capacity: usize, shard: u16, pool_threads: u16) -> Rec {
+            let origin = Instant::now();
+            let r = Recorder::new(capacity, shard, pool_threads, origin);
+            Rec { r, origin }
+        }
+        fn at(&self, ns: u64) -> Instant {
+            self.origin + Duration::from_nanos(ns)
+        }
+        fn turn(&mut self, start: u64, slept: u64, conns: u32) {
+            let start = self.at(start);
+            self.r.turn(start, Duration::from_nanos(slept), conns);
+        }
+        fn event(&mut self, at: u64, source: Source, kind: Kind) {
+            self.r.event(self.at(at), source, kind);
+        }
+        fn io(&mut self, read: usize, written: usize, answered: usize) {
+            self.r.io(read, written, answered);
+        }
+        fn parked(&mut self, at: u64, id: u64) {
+            self.r.parked(self.at(at), id);
+        }
+        fn to_pool(&mut self, at: u64, id: u64) {
+            self.r.to_pool(self.at(at), id);
+        }
+        fn forwarded(&mut self, at: u64, id: u64, shard: u16) {
+            self.r.forwarded(self.at(at), id, shard);
+        }
+        fn completed(&mut self, at: u64, id: u64) {
+            self.r.completed(self.at(at), id);
+        }
+        fn job(&mut self, id: u64, worker: u16, start: u64, end: u64) {
+            let (start, end) = (self.at(start), self.at(end));
+            self.r.job(Job {
+                id,
+                worker,
+                start,
+                end,
+            });
+        }
+        fn end_turn(&mut self, at: u64) {
+            self.r.end_turn(self.at(at));
+        }
+    }
+
     fn render(recorders: &[&Recorder], turns: usize) -> (String, Summary) {
         let mut out = Vec::new();
         render_json(recorders, turns, &mut out);
@@ -707,13 +771,13 @@ mod tests {
         (text, sum)
     }
 
-    fn all(r: &Recorder) -> Summary {
-        render(&[r], usize::MAX).1
+    fn all(r: &Rec) -> Summary {
+        render(&[&r.r], usize::MAX).1
     }
 
     #[test]
     fn a_turn_is_a_slice_with_its_sleep_its_events_and_a_counter() {
-        let mut r = Recorder::new(64, 0, 0);
+        let mut r = Rec::new(64, 0, 0);
         r.turn(10_000, 4_000, 3);
         r.event(10_000, Source::Listener, Kind::Read);
         r.event(11_500, Source::Conn(7), Kind::Read);
@@ -721,7 +785,7 @@ mod tests {
         r.io(0, 300, 2);
         r.event(12_250, Source::Loop, Kind::Commit);
         r.end_turn(13_001);
-        let (text, sum) = render(&[&r], usize::MAX);
+        let (text, sum) = render(&[&r.r], usize::MAX);
         assert_eq!(sum.tracks.get(&1).map(String::as_str), Some("shard 0"));
         let sleep: Vec<_> = sum.of("sleep").collect();
         assert_eq!((sleep[0].start, sleep[0].end), (6_000, 10_000));
@@ -753,7 +817,7 @@ mod tests {
 
     #[test]
     fn a_parked_request_flows_from_its_event_to_the_one_that_answers_it() {
-        let mut r = Recorder::new(64, 0, 0);
+        let mut r = Rec::new(64, 0, 0);
         r.turn(1_000, 0, 1);
         r.event(1_000, Source::Conn(1), Kind::Read);
         r.parked(1_200, 42);
@@ -774,19 +838,14 @@ mod tests {
 
     #[test]
     fn a_pool_job_gets_its_thread_track_and_the_flow_goes_through_it() {
-        let mut r = Recorder::new(64, 1, 4);
+        let mut r = Rec::new(64, 1, 4);
         r.turn(100, 0, 1);
         r.event(100, Source::Conn(3), Kind::Read);
         r.to_pool(150, 9);
         r.end_turn(400);
         r.turn(5_000, 4_600, 1);
         r.event(5_000, Source::Waker, Kind::Wake);
-        r.job(Job {
-            id: 9,
-            worker: 2,
-            start: 420,
-            end: 4_420,
-        });
+        r.job(9, 2, 420, 4_420);
         r.completed(5_050, 9);
         r.end_turn(5_300);
         let sum = all(&r);
@@ -812,7 +871,7 @@ mod tests {
 
     #[test]
     fn a_job_that_never_came_back_still_draws_the_wait_directly() {
-        let mut r = Recorder::new(64, 0, 1);
+        let mut r = Rec::new(64, 0, 1);
         r.turn(100, 0, 1);
         r.event(100, Source::Conn(3), Kind::Read);
         r.to_pool(150, 9);
@@ -831,7 +890,7 @@ mod tests {
 
     #[test]
     fn a_wait_without_its_answer_in_the_ring_draws_no_flow() {
-        let mut r = Recorder::new(64, 0, 0);
+        let mut r = Rec::new(64, 0, 0);
         r.turn(100, 0, 1);
         r.event(100, Source::Conn(3), Kind::Read);
         r.parked(150, 1); // answered in the open turn below: not drawn
@@ -848,7 +907,7 @@ mod tests {
 
     #[test]
     fn times_that_go_back_are_taken_as_the_last_one() {
-        let mut r = Recorder::new(64, 0, 1);
+        let mut r = Rec::new(64, 0, 1);
         r.turn(1_000, 200, 1);
         r.event(900, Source::Conn(1), Kind::Read); // before the turn began
         r.event(1_500, Source::Conn(2), Kind::Read);
@@ -882,33 +941,13 @@ mod tests {
 
     #[test]
     fn jobs_on_one_worker_never_overlap() {
-        let mut r = Recorder::new(64, 0, 2);
+        let mut r = Rec::new(64, 0, 2);
         r.turn(0, 0, 0);
         r.event(0, Source::Waker, Kind::Wake);
-        r.job(Job {
-            id: 1,
-            worker: 0,
-            start: 100,
-            end: 500,
-        });
-        r.job(Job {
-            id: 2,
-            worker: 0,
-            start: 300,
-            end: 400,
-        });
-        r.job(Job {
-            id: 3,
-            worker: 1,
-            start: 300,
-            end: 800,
-        });
-        r.job(Job {
-            id: 4,
-            worker: 7, // not a worker of this pool
-            start: 0,
-            end: 1,
-        });
+        r.job(1, 0, 100, 500);
+        r.job(2, 0, 300, 400);
+        r.job(3, 1, 300, 800);
+        r.job(4, 7, 0, 1);
         r.end_turn(1_000);
         let sum = all(&r);
         let jobs: Vec<_> = sum.of("job").map(|j| (j.tid, j.start, j.end)).collect();
@@ -918,7 +957,7 @@ mod tests {
     #[test]
     fn the_ring_keeps_only_whole_turns_the_newest_ones() {
         for capacity in [2, 3, 5, 16, 17, 100] {
-            let mut r = Recorder::new(capacity, 0, 0);
+            let mut r = Rec::new(capacity, 0, 0);
             let mut t = 0;
             let mut events_of = Vec::new();
             for turn in 0..50u64 {
@@ -957,7 +996,7 @@ mod tests {
 
     #[test]
     fn turns_asks_for_the_newest_whole_turns_only() {
-        let mut r = Recorder::new(1000, 0, 0);
+        let mut r = Rec::new(1000, 0, 0);
         for k in 0..10u64 {
             r.turn(k * 100 + 10, 10, 0);
             r.event(k * 100 + 20, Source::Conn(0), Kind::Read);
@@ -965,7 +1004,7 @@ mod tests {
         }
         r.turn(2_000, 0, 0); // open: never shown
         let names = |n| {
-            render(&[&r], n)
+            render(&[&r.r], n)
                 .1
                 .of("turn")
                 .map(|t| t.name.clone())
@@ -978,8 +1017,8 @@ mod tests {
 
     #[test]
     fn shards_concatenate_into_one_document() {
-        let mut a = Recorder::new(64, 0, 1);
-        let mut b = Recorder::new(64, 1, 1);
+        let mut a = Rec::new(64, 0, 1);
+        let mut b = Rec::new(64, 1, 1);
         for (r, t) in [(&mut a, 100), (&mut b, 150)] {
             r.turn(t, 10, 1);
             r.event(t, Source::Conn(1), Kind::Read);
@@ -988,7 +1027,7 @@ mod tests {
             r.completed(t + 6, 77);
             r.end_turn(t + 20);
         }
-        let sum = render(&[&a, &b], usize::MAX).1;
+        let sum = render(&[&a.r, &b.r], usize::MAX).1;
         let names: Vec<_> = sum.tracks.values().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -1000,11 +1039,11 @@ mod tests {
 
     #[test]
     fn an_empty_recorder_still_names_its_tracks() {
-        let r = Recorder::new(8, 0, 2);
+        let r = Rec::new(8, 0, 2);
         let sum = all(&r);
         assert_eq!(sum.tracks.len(), 3);
         assert!(sum.slices.is_empty());
-        let mut r = Recorder::new(8, 0, 0);
+        let mut r = Rec::new(8, 0, 0);
         r.event(5, Source::Conn(1), Kind::Read); // outside a turn: not recorded
         r.parked(5, 1);
         r.end_turn(6);
@@ -1035,7 +1074,7 @@ mod tests {
         for case in 0..300 {
             let capacity = 2 + rng.below(120) as usize;
             let pool = rng.below(4) as u16;
-            let mut r = Recorder::new(capacity, rng.below(3) as u16, pool);
+            let mut r = Rec::new(capacity, rng.below(3) as u16, pool);
             let mut t = rng.below(1 << 40);
             let mut waiting = Vec::new();
             let mut id = 0;
@@ -1070,23 +1109,20 @@ mod tests {
                     }
                     10 if pool > 0 && !waiting.is_empty() => {
                         let start = t.saturating_sub(rng.below(20_000));
-                        r.job(Job {
-                            id: waiting[rng.below(waiting.len() as u64) as usize],
-                            worker: rng.below(u64::from(pool)) as u16,
-                            start,
-                            end: start + rng.below(20_000),
-                        });
+                        let id = waiting[rng.below(waiting.len() as u64) as usize];
+                        let worker = rng.below(u64::from(pool)) as u16;
+                        r.job(id, worker, start, start + rng.below(20_000));
                     }
                     _ => {}
                 }
             }
             let mut out = Vec::new();
-            render_json(&[&r], usize::MAX, &mut out);
+            render_json(&[&r.r], usize::MAX, &mut out);
             let text = String::from_utf8(out).unwrap();
             if let Err(e) = check(&text) {
                 panic!("case {case}: {e}\n{text}");
             }
-            assert!(text.len() <= r.max_json_bytes() + MAX_FRAME_BYTES);
+            assert!(text.len() <= r.r.max_json_bytes() + MAX_FRAME_BYTES);
         }
     }
 
@@ -1095,7 +1131,7 @@ mod tests {
     #[test]
     fn the_document_stays_within_max_json_bytes() {
         const BIG: u64 = u64::MAX / 4;
-        type Fill = dyn Fn(&mut Recorder, u64);
+        type Fill = dyn Fn(&mut Rec, u64);
         let fills: [&Fill; 4] = [
             // Turns and nothing else: a sleep, a slice and a counter per two records.
             &|r, k| {
@@ -1120,12 +1156,7 @@ mod tests {
                 }
                 let id = u64::MAX - k;
                 r.to_pool(BIG + k * 10, id);
-                r.job(Job {
-                    id,
-                    worker: MAX_POOL_TRACKS - 1,
-                    start: BIG + k * 10,
-                    end: BIG + k * 10 + 3,
-                });
+                r.job(id, MAX_POOL_TRACKS - 1, BIG + k * 10, BIG + k * 10 + 3);
                 r.completed(BIG + k * 10 + 4, id);
                 if k % 300 == 299 {
                     r.end_turn(BIG + k * 10 + 5);
@@ -1144,22 +1175,24 @@ mod tests {
             },
         ];
         for (i, fill) in fills.iter().enumerate() {
-            let mut r = Recorder::new(3_000, u16::MAX, MAX_POOL_TRACKS);
+            let mut r = Rec::new(3_000, u16::MAX, MAX_POOL_TRACKS);
             for k in 0..3_000 {
                 fill(&mut r, k);
             }
             let mut out = Vec::new();
-            r.write_events(&mut out, usize::MAX);
+            r.r.write_events(&mut out, usize::MAX);
             let mut meta = Vec::new();
-            Recorder::new(1, u16::MAX, MAX_POOL_TRACKS).write_events(&mut meta, 0);
+            Rec::new(1, u16::MAX, MAX_POOL_TRACKS)
+                .r
+                .write_events(&mut meta, 0);
             assert!(meta.len() <= MAX_TRACK_META_BYTES * (1 + usize::from(MAX_POOL_TRACKS)));
             let per_record = (out.len() - meta.len()) / 3_000;
             assert!(per_record <= MAX_BYTES_PER_RECORD, "fill {i}: {per_record}");
             assert!(
-                out.len() <= r.max_json_bytes(),
+                out.len() <= r.r.max_json_bytes(),
                 "fill {i}: {} bytes > {}",
                 out.len(),
-                r.max_json_bytes()
+                r.r.max_json_bytes()
             );
             println!("fill {i}: {} bytes, {per_record} per record", out.len());
             let mut doc = Vec::new();

@@ -160,31 +160,35 @@ fn get_inc_and_set_existing_allocate_nothing_per_request() {
 #[test]
 fn the_flight_recorder_allocates_nothing_after_construction() {
     use counterd::trace::{Job, Kind, Recorder, Source, render_json};
-    let mut rec = Recorder::new(1024, 0, 4);
+    use std::time::Duration;
+    let origin = Instant::now();
+    let mut rec = Recorder::new(1024, 0, 4, origin);
+    let at = |ns: u64| origin + Duration::from_nanos(ns);
     let mut out = Vec::with_capacity(rec.max_json_bytes() + counterd::trace::MAX_FRAME_BYTES);
     let before = allocations();
     let mut t = 0u64;
     for turn in 0..5_000u64 {
         t += 1_000;
-        rec.turn(t, 900, (turn % 300) as u32);
+        rec.turn(at(t), Duration::from_nanos(900), (turn % 300) as u32);
         for e in 0..5u32 {
             t += 100;
-            rec.event(t, Source::Conn(e), Kind::ready(true, e % 2 == 0, false));
+            rec.event(at(t), Source::Conn(e), Kind::ready(true, e % 2 == 0, false));
             rec.io(100, 200, 1);
         }
-        rec.parked(t, turn);
-        rec.to_pool(t, turn + 1_000_000);
+        rec.parked(at(t), turn);
+        rec.to_pool(at(t), turn + 1_000_000);
+        let (id, worker) = (turn + 1_000_000, (turn % 4) as u16);
         rec.job(Job {
-            id: turn + 1_000_000,
-            worker: (turn % 4) as u16,
-            start: t,
-            end: t + 50,
+            id,
+            worker,
+            start: at(t),
+            end: at(t + 50),
         });
         if turn > 0 {
-            rec.completed(t + 60, turn - 1);
-            rec.completed(t + 60, turn + 1_000_000);
+            rec.completed(at(t + 60), turn - 1);
+            rec.completed(at(t + 60), turn + 1_000_000);
         }
-        rec.end_turn(t + 100);
+        rec.end_turn(at(t + 100));
         if turn % 1000 == 999 {
             out.clear();
             render_json(&[&rec], usize::MAX, &mut out);

@@ -155,38 +155,41 @@ fn drawn(dom: &str, tag: &str, role: &str) -> usize {
 #[test]
 fn the_timeline_draws_every_turn_event_job_and_wait_of_a_recorded_trace() {
     use counterd::trace::{Job, Kind, Recorder, Source, render_json};
+    use std::time::{Duration, Instant};
     let browser = chromium();
-    let mut r = Recorder::new(4096, 0, 2);
+    let origin = Instant::now();
+    let mut r = Recorder::new(4096, 0, 2, origin);
+    let at = |ns: u64| origin + Duration::from_nanos(ns);
     let mut t = 1_000_000;
     for turn in 0..20u64 {
         t += 40_000; // asleep 40 µs
-        r.turn(t, 40_000, 5);
+        r.turn(at(t), Duration::from_micros(40), 5);
         for e in 0..3u32 {
-            r.event(t, Source::Conn(e), Kind::Read);
+            r.event(at(t), Source::Conn(e), Kind::Read);
             r.io(60, 120, 1);
             if e == 0 && turn < 18 {
-                r.parked(t + 100, turn); // answered two turns later
+                r.parked(at(t + 100), turn); // answered two turns later
             }
             if e == 1 && turn >= 2 {
-                r.completed(t + 50, turn - 2);
+                r.completed(at(t + 50), turn - 2);
             }
             if e == 2 && turn == 3 {
-                r.to_pool(t + 10, 1_000);
+                r.to_pool(at(t + 10), 1_000);
             }
             if e == 2 && turn == 5 {
-                let start = t - 60_000; // after the hand-off, two turns back
-                let job = Job {
+                let start = at(t - 60_000); // after the hand-off, two turns back
+                let end = start + Duration::from_micros(40);
+                r.job(Job {
                     id: 1_000,
                     worker: 1,
                     start,
-                    end: start + 100_000,
-                };
-                r.job(job);
-                r.completed(t + 20, 1_000);
+                    end,
+                });
+                r.completed(at(t + 20), 1_000);
             }
             t += 3_000;
         }
-        r.end_turn(t);
+        r.end_turn(at(t));
     }
     let mut json = Vec::new();
     render_json(&[&r], usize::MAX, &mut json);
