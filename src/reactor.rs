@@ -143,7 +143,8 @@ impl Reactor {
             WorkMode::Pool => u16::try_from(pool_threads).unwrap_or(u16::MAX),
             _ => 0,
         };
-        state.trace = Recorder::new(TRACE_RECORDS, 0, pool_threads_traced);
+        let started = Instant::now();
+        state.trace = Recorder::new(TRACE_RECORDS, 0, pool_threads_traced, started);
         let pool = match router.work().mode {
             WorkMode::Pool => {
                 let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -170,7 +171,7 @@ impl Reactor {
             journal: None,
             slow_clients: Episode::default(),
             stopping: None,
-            started: Instant::now(),
+            started,
         })
     }
 
@@ -212,8 +213,7 @@ impl Reactor {
             let n = events.iter().count();
             self.state.metrics.looping.woke(now - slept_from, n);
             let conns = u32::try_from(self.clients.len()).unwrap_or(u32::MAX);
-            let slept = trace::nanos_since(slept_from, now);
-            self.state.trace.turn(self.ns(now), slept, conns);
+            self.state.trace.turn(now, now - slept_from, conns);
             self.turn += 1;
             self.state.metrics.loop_iterations += 1;
             self.state.date.update(SystemTime::now());
@@ -242,9 +242,7 @@ impl Reactor {
                     Token(t) => Source::Conn(u32::try_from(t - FIRST_CLIENT).unwrap_or(u32::MAX)),
                 };
                 // The one clock read of an event: where its slice starts on the timeline.
-                self.state
-                    .trace
-                    .event(self.ns(Instant::now()), source, kind);
+                self.state.trace.event(Instant::now(), source, kind);
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => {
@@ -258,7 +256,7 @@ impl Reactor {
             }
             self.before_sleep(yielded, now)?;
             let ended = Instant::now();
-            self.state.trace.end_turn(self.ns(ended));
+            self.state.trace.end_turn(ended);
             let busy = ended - now;
             self.state.metrics.looping.turned(busy);
             trace!(
@@ -284,15 +282,9 @@ impl Reactor {
         }
     }
 
-    /// `t` on the flight recorder's clock: nanoseconds since the loop was made.
-    fn ns(&self, t: Instant) -> u64 {
-        trace::nanos_since(self.started, t)
-    }
-
     /// Starts a slice for a step of the loop's own at the end of the turn.
     fn loop_step(&mut self, kind: Kind) {
-        let at = self.ns(Instant::now());
-        self.state.trace.event(at, Source::Loop, kind);
+        self.state.trace.event(Instant::now(), Source::Loop, kind);
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -347,8 +339,8 @@ impl Reactor {
                 self.state.trace.job(trace::Job {
                     id: waiting.seq,
                     worker: u16::try_from(done.worker).unwrap_or(u16::MAX),
-                    start: self.ns(done.started),
-                    end: self.ns(done.ended),
+                    start: done.started,
+                    end: done.ended,
                 });
                 self.deliver(waiting, now);
             }
@@ -527,7 +519,7 @@ impl Reactor {
     /// deadline in the loop's own timer heap.
     fn start_work(&mut self, owner: Owner, job: Job, now: Instant) {
         let time = self.router.work().time;
-        let at = self.ns(now);
+        let at = now;
         match &mut self.pool {
             Some(pool) => {
                 let (id, seq) = self.in_work.start(owner, job, None);
@@ -549,7 +541,7 @@ impl Reactor {
     /// is the answer dropped.
     fn deliver(&mut self, waiting: Waiting, now: Instant) {
         let Waiting { owner, job, seq } = waiting;
-        let at = self.ns(now);
+        let at = now;
         self.state.trace.completed(at, seq);
         let job = &job;
         let client = self

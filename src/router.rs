@@ -74,7 +74,7 @@ impl<C: Counters> State<C> {
             process: |_| None,
             journaling: false,
             records: Vec::new(),
-            trace: Recorder::new(2, 0, 0),
+            trace: Recorder::new(2, 0, 0, Instant::now()),
         }
     }
 
