@@ -806,8 +806,8 @@ pub fn journal(data: &[u8]) {
 /// pages (kept or lost), one per 8 lost pages (NULs or old bytes), one for the size.
 pub fn journal_crash(data: &[u8]) {
     use crate::config::Fsync;
-    use crate::journal::{self, Seal, Tail};
-    use crate::journal_sim::{Expect, Tag, oracle};
+    use crate::journal::{self, Seal};
+    use crate::journal_sim::{Expect, Tag, check_replay, oracle};
 
     let mut input = data.iter().copied();
     let mut byte = move || input.next().unwrap_or(0);
@@ -894,37 +894,20 @@ pub fn journal_crash(data: &[u8]) {
     };
     f.truncate(len);
 
+    let expect = oracle(&segments, &w, &f);
     let Expect::Recover {
-        turn,
-        cut,
-        valid_after,
-    } = oracle(&segments, &w, &f)
+        turn, valid_after, ..
+    } = expect
     else {
-        panic!(
-            "synced bytes cannot be lost: {:?}",
-            oracle(&segments, &w, &f)
-        );
+        panic!("synced bytes cannot be lost: {expect:?}");
     };
-    let mut got = Store::new(100);
-    let r = journal::replay(&f, &mut got).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(state(&got), states[turn], "recovered to turn {turn}");
     assert!(
         turn >= synced,
         "turn {synced} was synced, recovered to {turn}"
     );
-    assert_eq!(r.good, cut.unwrap_or(f.len()));
-    let tail = match (cut, valid_after) {
-        (None, _) => Tail::None,
-        (Some(_), false) => Tail::Torn,
-        (Some(_), true) => match r.tail {
-            Tail::ValidAfter { next } => {
-                assert!(segments.iter().any(|s| s.0 == next), "{next} starts a turn");
-                r.tail
-            }
-            other => panic!("want valid turns after the cut, got {other:?}"),
-        },
-    };
-    assert_eq!(r.tail, tail);
+    if let Err(e) = check_replay(&segments, &f, &expect, &states) {
+        panic!("{e}");
+    }
     if fsync == Fsync::Always {
         assert!(!valid_after, "under always only the last turn is unsynced");
     }

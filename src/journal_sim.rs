@@ -34,7 +34,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Fsync, PRELOAD};
-use crate::journal;
+use crate::journal::{self, Tail};
 use crate::journal_file::{JournalFile, OpenError, Storage};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -533,10 +533,53 @@ pub fn oracle(segments: &[(usize, usize, Tag)], w: &[u8], f: &[u8]) -> Expect {
         Some(0) => Expect::Damaged(0),
         Some(k) => Expect::Recover {
             turn: turn(segments[k - 1].2),
-            cut: Some(segments[k].0),
+            // Ending exactly where turn k would start is ending with a whole turn.
+            cut: Some(segments[k].0).filter(|&start| f.len() > start),
             valid_after: segments[k + 1..].iter().any(whole),
         },
     }
+}
+
+/// Replays `f` alone and checks it against `expect`, the oracle's reading of it: the
+/// counters after the same turn, cut at the same byte, what follows described the same
+/// way (nothing, a torn tail, or valid turns from the start of a turn that was written).
+pub fn check_replay(
+    segments: &[(usize, usize, Tag)],
+    f: &[u8],
+    expect: &Expect,
+    states: &[State],
+) -> Result<(), String> {
+    let &Expect::Recover {
+        turn,
+        cut,
+        valid_after,
+    } = expect
+    else {
+        return Ok(());
+    };
+    let mut got = Store::new(1000);
+    let r = journal::replay(f, &mut got).map_err(|d| d.to_string())?;
+    if state(&got) != states[turn] {
+        return Err(format!(
+            "replayed {:?}, want {:?}",
+            state(&got),
+            states[turn]
+        ));
+    }
+    let tail_ok = match (cut, valid_after, r.tail) {
+        (None, _, Tail::None) => true,
+        (Some(_), false, Tail::Torn) => true,
+        (Some(_), true, Tail::ValidAfter { next }) => segments.iter().any(|s| s.0 == next),
+        _ => false,
+    };
+    if r.good != cut.unwrap_or(f.len()) || !tail_ok {
+        return Err(format!(
+            "replay kept {} bytes with {:?} after them; want a cut at {cut:?}, valid turns \
+             after it: {valid_after}",
+            r.good, r.tail
+        ));
+    }
+    Ok(())
 }
 
 /// How many states were checked and how they came out.
@@ -708,6 +751,10 @@ pub fn check_run(run: &Run, stats: &mut Stats) -> Result<(), String> {
                         String::from_utf8_lossy(&f)
                     )
                 };
+                if let Some(ino) = live {
+                    check_replay(&snap.segments[ino], &f, &expect, &run.states)
+                        .map_err(|e| format!("{e}\n{}", at()))?;
+                }
                 check_state(run, &crash, &expect, floor, stats)
                     .map_err(|e| format!("{e}\n{}", at()))?;
                 let kind = match &expect {
@@ -1029,8 +1076,10 @@ mod tests {
         };
         assert_eq!(oracle(&segs, w, b""), Expect::Fresh);
         assert_eq!(oracle(&segs, w, w), recover(2, None, false));
-        assert_eq!(oracle(&segs, w, b"head11"), recover(1, Some(6), false));
+        assert_eq!(oracle(&segs, w, b"head11"), recover(1, None, false));
+        assert_eq!(oracle(&segs, w, b"head112"), recover(1, Some(6), false));
         assert_eq!(oracle(&segs, w, b"head1"), recover(0, Some(4), false));
+        assert_eq!(oracle(&segs, w, b"head"), recover(0, None, false));
         assert_eq!(
             oracle(&segs, w, b"head\x00\x0022"),
             recover(0, Some(4), true)
