@@ -219,6 +219,9 @@ pub struct Metrics {
     /// Pool workers in a blocking call.
     pub pool_busy_threads: u64,
     requests: [u64; Route::ALL.len()],
+    /// Every response, whatever its status: read per event by the flight recorder, so kept
+    /// as it happens rather than summed from `responses` each time.
+    responses_total: u64,
     responses: [u64; CODES.len() + 1],
     timeouts: [u64; 2],
 }
@@ -240,7 +243,7 @@ impl Metrics {
 
     /// Responses so far, of every status (what the flight recorder counts per event).
     pub fn responses_total(&self) -> u64 {
-        self.responses.iter().sum()
+        self.responses_total
     }
 
     pub fn response(&mut self, status: u16) {
@@ -249,6 +252,7 @@ impl Metrics {
             .position(|&c| c == status)
             .unwrap_or(CODES.len());
         self.responses[slot] += 1;
+        self.responses_total += 1;
     }
 
     pub fn timeout(&mut self, kind: Timeout) {
