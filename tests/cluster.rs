@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, server_bin};
+use common::{Client, Server, TempDir, server_bin};
 
 /// Counter names driven through nginx: enough that every instance owns some.
 const NAMES: usize = 60;
@@ -48,30 +48,6 @@ fn nginx() -> PathBuf {
         "this test needs Debian's nginx-light (apt-get install nginx-light)"
     );
     find().expect("nginx installed but not found")
-}
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "counterd-cluster-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `scripts/cluster/nginx.conf.in` with its placeholders filled in, as scripts/cluster.sh

@@ -12,38 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, run_bin, server_bin};
+use common::{Server, TempDir, run_bin, server_bin};
+
+/// The journal's name inside each test's directory.
+const JOURNAL: &str = "counters.journal";
 use counterd::journal::{Seal, compacted};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A fresh path in a directory of its own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "counterd-journal-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.0.join("counters.journal")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(journal: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--journal", journal.to_str().unwrap()];
@@ -60,16 +35,16 @@ fn stop(mut server: Server) {
 #[test]
 fn a_restart_keeps_every_counter_and_does_not_preload_again() {
     let dir = TempDir::new("restart");
-    let server = start(&dir.file(), &[]);
+    let server = start(&dir.file(JOURNAL), &[]);
     server.get("/get?name=i").assert(200, "i: 0\n");
     server.get("/set?name=i&val=41").assert(200, "ok\n");
     server.get("/inc?name=i").assert(200, "ok\n");
     server.get("/set?name=a%20b%0Ac&val=-7").assert(200, "ok\n");
     stop(server);
-    let text = std::fs::read_to_string(dir.file()).unwrap();
+    let text = std::fs::read_to_string(dir.file(JOURNAL)).unwrap();
     assert!(text.starts_with("counterd-journal 2 "), "{text}");
     assert!(text.contains("\ncommit "), "{text}");
-    let server = start(&dir.file(), &[]);
+    let server = start(&dir.file(JOURNAL), &[]);
     server.get("/get?name=i").assert(200, "i: 42\n");
     server.get("/get?name=j").assert(200, "j: 0\n");
     server
@@ -84,7 +59,7 @@ fn a_restart_keeps_every_counter_and_does_not_preload_again() {
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_change_with_fsync_always() {
     let dir = TempDir::new("kill9");
-    let server = start(&dir.file(), &["--fsync", "always"]);
+    let server = start(&dir.file(JOURNAL), &["--fsync", "always"]);
     let acked = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     const CLIENTS: u64 = 8;
@@ -123,7 +98,7 @@ fn kill_9_under_load_loses_no_acknowledged_change_with_fsync_always() {
         "only {acknowledged} requests acknowledged"
     );
     drop(server);
-    let server = start(&dir.file(), &[]);
+    let server = start(&dir.file(JOURNAL), &[]);
     let r = server.get("/get?name=i");
     let value: u64 = r
         .text()
@@ -142,8 +117,8 @@ fn kill_9_under_load_loses_no_acknowledged_change_with_fsync_always() {
 #[test]
 fn a_torn_last_record_is_cut_off_with_a_warning() {
     let dir = TempDir::new("torn");
-    std::fs::write(dir.file(), "counterd-journal 1\nset i 5\ninc i\ninc").unwrap();
-    let server = start(&dir.file(), &[]);
+    std::fs::write(dir.file(JOURNAL), "counterd-journal 1\nset i 5\ninc i\ninc").unwrap();
+    let server = start(&dir.file(JOURNAL), &[]);
     server.get("/get?name=i").assert(200, "i: 6\n");
     assert!(
         server.stderr_with("torn").contains("torn"),
@@ -152,7 +127,7 @@ fn a_torn_last_record_is_cut_off_with_a_warning() {
     );
     server.get("/inc?name=i").assert(200, "ok\n");
     stop(server);
-    let server = start(&dir.file(), &[]);
+    let server = start(&dir.file(JOURNAL), &[]);
     server.get("/get?name=i").assert(200, "i: 7\n");
     stop(server);
 }
@@ -161,8 +136,8 @@ fn a_torn_last_record_is_cut_off_with_a_warning() {
 fn damage_in_the_middle_refuses_to_start_naming_the_offset() {
     let dir = TempDir::new("damage");
     let text = "counterd-journal 1\nset i 5\nset i five\ninc i\n";
-    std::fs::write(dir.file(), text).unwrap();
-    let path = dir.file();
+    std::fs::write(dir.file(JOURNAL), text).unwrap();
+    let path = dir.file(JOURNAL);
     let out = run_bin(
         &server_bin(),
         &["--journal", path.to_str().unwrap(), "0"],
@@ -200,7 +175,7 @@ fn an_unwritable_journal_path_is_exit_2() {
 fn a_write_error_stops_the_server_without_acknowledging() {
     // A file size limit with SIGXFSZ ignored: the append that crosses it fails with EFBIG.
     let dir = TempDir::new("efbig");
-    let path = dir.file();
+    let path = dir.file(JOURNAL);
     let script = format!(
         "trap '' XFSZ; exec prlimit --fsize=600 {} --journal {} 0",
         server_bin().display(),
@@ -246,7 +221,7 @@ fn a_write_error_stops_the_server_without_acknowledging() {
 #[test]
 fn a_journal_past_twice_its_compacted_size_and_4_mib_is_rewritten() {
     let dir = TempDir::new("compact");
-    let server = start(&dir.file(), &["--fsync", "no"]);
+    let server = start(&dir.file(JOURNAL), &["--fsync", "no"]);
     let name = "n".repeat(250);
     // ~270 bytes a record, always the same counter: 4 MiB of records compact to one line.
     let mut c = server.client();
@@ -276,7 +251,7 @@ fn a_journal_past_twice_its_compacted_size_and_4_mib_is_rewritten() {
         compactions >= 2,
         "the one at start and one or more since: {m}"
     );
-    let size = std::fs::metadata(dir.file()).unwrap().len();
+    let size = std::fs::metadata(dir.file(JOURNAL)).unwrap().len();
     assert!(size < 4 << 20, "{size} bytes after compaction");
     assert!(
         server
@@ -286,7 +261,7 @@ fn a_journal_past_twice_its_compacted_size_and_4_mib_is_rewritten() {
         server.stderr()
     );
     stop(server);
-    let server = start(&dir.file(), &[]);
+    let server = start(&dir.file(JOURNAL), &[]);
     server
         .get(&format!("/get?name={name}"))
         .assert(200, &format!("{name}: 19999\n"));
@@ -339,12 +314,12 @@ fn the_issues_old_journals_with_nul_holes_start_with_a_warning_naming_the_offset
     let second = b"counterd-journal 1\nset c 1\ninc c\nin\0\0c\n".to_vec();
     for (bytes, value, offset) in [(first, 1, 27), (second, 2, 33)] {
         let dir = TempDir::new("nul");
-        std::fs::write(dir.file(), &bytes).unwrap();
-        let server = start(&dir.file(), &[]);
+        std::fs::write(dir.file(JOURNAL), &bytes).unwrap();
+        let server = start(&dir.file(JOURNAL), &[]);
         server
             .get("/get?name=c")
             .assert(200, &format!("c: {value}\n"));
-        let aside = side_files(&dir.file());
+        let aside = side_files(&dir.file(JOURNAL));
         assert_eq!(aside.len(), 1, "{aside:?}");
         let stderr = server.stderr_with("kept in");
         assert!(stderr.contains(&format!("up to byte {offset}")), "{stderr}");
@@ -353,12 +328,12 @@ fn the_issues_old_journals_with_nul_holes_start_with_a_warning_naming_the_offset
         server.get("/inc?name=c").assert(200, "ok\n");
         stop(server);
         // Rewritten in the new format; the side file stays.
-        let server = start(&dir.file(), &[]);
+        let server = start(&dir.file(JOURNAL), &[]);
         server
             .get("/get?name=c")
             .assert(200, &format!("c: {}\n", value + 1));
         stop(server);
-        assert_eq!(side_files(&dir.file()), aside);
+        assert_eq!(side_files(&dir.file(JOURNAL)), aside);
     }
 }
 
@@ -375,8 +350,8 @@ fn a_torn_last_turn_is_cut_off_in_every_mode() {
         (&holed[..], "no"),
     ] {
         let dir = TempDir::new("torn2");
-        std::fs::write(dir.file(), bytes).unwrap();
-        let server = start(&dir.file(), &["--fsync", fsync]);
+        std::fs::write(dir.file(JOURNAL), bytes).unwrap();
+        let server = start(&dir.file(JOURNAL), &["--fsync", fsync]);
         server.get("/get?name=c").assert(200, "c: 1\n");
         let stderr = server.stderr_with("torn");
         assert!(
@@ -386,7 +361,7 @@ fn a_torn_last_turn_is_cut_off_in_every_mode() {
             )),
             "{stderr}"
         );
-        assert!(side_files(&dir.file()).is_empty());
+        assert!(side_files(&dir.file(JOURNAL)).is_empty());
         stop(server);
     }
 }
@@ -396,11 +371,11 @@ fn a_bad_turn_before_valid_ones_is_cut_and_set_aside_under_everysec() {
     let (mut j, starts) = turns(12, &[("c", 0)], &["inc c\n", "inc c\n", "inc c\nset d 5\n"]);
     j[starts[1]..starts[2]].fill(0); // the page of turn 2 never reached the disk
     let dir = TempDir::new("aside");
-    std::fs::write(dir.file(), &j).unwrap();
-    let server = start(&dir.file(), &[]);
+    std::fs::write(dir.file(JOURNAL), &j).unwrap();
+    let server = start(&dir.file(JOURNAL), &[]);
     server.get("/get?name=c").assert(200, "c: 1\n");
     server.get("/get?name=d").assert(404, "d not found\n");
-    let aside = side_files(&dir.file());
+    let aside = side_files(&dir.file(JOURNAL));
     assert_eq!(
         aside,
         [dir.0.join(format!("counters.journal.aside-{}", starts[1]))]
@@ -417,19 +392,26 @@ fn a_bad_turn_before_valid_ones_under_always_refuses_unless_asked_to_recover() {
     let (mut j, starts) = turns(13, &[("c", 0)], &["inc c\n", "inc c\n", "inc c\n"]);
     j[starts[1] + 2] = b'X';
     let dir = TempDir::new("always");
-    std::fs::write(dir.file(), &j).unwrap();
-    let stderr = refused(&dir.file(), &["--fsync", "always"]);
+    std::fs::write(dir.file(JOURNAL), &j).unwrap();
+    let stderr = refused(&dir.file(JOURNAL), &["--fsync", "always"]);
     assert!(
         stderr.contains(&format!("journal damaged at byte {}", starts[1])),
         "{stderr}"
     );
     assert!(stderr.contains("--journal-recover"), "{stderr}");
-    assert_eq!(std::fs::read(dir.file()).unwrap(), j, "left as it was");
-    assert!(side_files(&dir.file()).is_empty());
+    assert_eq!(
+        std::fs::read(dir.file(JOURNAL)).unwrap(),
+        j,
+        "left as it was"
+    );
+    assert!(side_files(&dir.file(JOURNAL)).is_empty());
 
-    let server = start(&dir.file(), &["--fsync", "always", "--journal-recover"]);
+    let server = start(
+        &dir.file(JOURNAL),
+        &["--fsync", "always", "--journal-recover"],
+    );
     server.get("/get?name=c").assert(200, "c: 1\n");
-    let aside = side_files(&dir.file());
+    let aside = side_files(&dir.file(JOURNAL));
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(std::fs::read(&aside[0]).unwrap(), &j[starts[1]..]);
     let stderr = server.stderr_with("kept in");
@@ -443,16 +425,20 @@ fn damage_in_the_compacted_part_is_exit_1_in_every_mode() {
     let first_turn = compacted([], 14).len() - "commit 0 0 00000000\n".len();
     j[starts[0] - 5] ^= 1; // inside the compacted turn's checksum
     let dir = TempDir::new("compacted");
-    std::fs::write(dir.file(), &j).unwrap();
+    std::fs::write(dir.file(JOURNAL), &j).unwrap();
     for extra in [
         &["--fsync", "no"][..],
         &["--fsync", "always", "--journal-recover"],
     ] {
-        let stderr = refused(&dir.file(), extra);
+        let stderr = refused(&dir.file(JOURNAL), extra);
         assert!(
             stderr.contains(&format!("byte {first_turn}: the compacted part")),
             "{stderr}"
         );
     }
-    assert_eq!(std::fs::read(dir.file()).unwrap(), j, "left as it was");
+    assert_eq!(
+        std::fs::read(dir.file(JOURNAL)).unwrap(),
+        j,
+        "left as it was"
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, get_request};
+use common::{Client, Server, TempDir, get_request};
 
 fn metric(client: &mut Client, series: &str) -> u64 {
     let r = client.get("/metrics");
@@ -223,9 +223,8 @@ fn counts_are_exact_under_concurrency_in_every_mode() {
 
 #[test]
 fn with_a_journal_a_change_made_after_work_is_kept() {
-    let dir = std::env::temp_dir().join(format!("counterd-work-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal = dir.join("j");
+    let dir = TempDir::new("after-work");
+    let journal = dir.file("j");
     let path = journal.to_str().unwrap();
     for mode in ["timer", "pool"] {
         let _ = std::fs::remove_file(&journal);
@@ -237,7 +236,6 @@ fn with_a_journal_a_change_made_after_work_is_kept() {
         let server = Server::start(&["--journal", path]);
         server.get("/get?name=k").assert(200, "k: 42\n");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
